@@ -1,0 +1,324 @@
+"""Reading and writing HumanML3D folders (see MOTION_FORMAT.md, "Folder layout and text files").
+
+``new_joint_vecs/<id>.npy`` (T, 263) float32, ``new_joints/<id>.npy`` (T or T + 1, 22, 3) float32,
+``texts/<id>.txt``, ``Mean.npy``/``Std.npy`` (263,), ``{train,val,test,train_val,all}.txt`` and our
+optional ``events.jsonl`` (one ``{"id": ..., "events": [Event.to_dict(), ...]}`` per line).
+Every reader raises :class:`MotionFormatError` naming the file (and line and field where there is
+one). Writing goes through :class:`ClipWriter`, which streams clips into a temporary sibling folder
+and renames it onto the target only once everything is written, so a failed write leaves nothing.
+Arrays are loaded with ``allow_pickle=False`` and nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from motion_align.data.events import Event
+from motion_align.motion.skeleton import FEATURE_DIM, FEATURE_GROUPS, NUM_JOINTS
+from motion_align.motion.texts import (
+    SAFE_ID,
+    Caption,
+    MotionFormatError,
+    check_caption,
+    mirror_caption_text,
+    parse_caption_line,
+    read_captions,
+    read_events,
+    read_split,
+)
+
+__all__ = [
+    "Caption", "Clip", "ClipWriter", "MotionFormatError", "mirror_caption_text", "parse_caption_line",
+    "read_captions", "read_events", "read_features", "read_joints", "read_split", "write_humanml3d",
+]  # fmt: skip
+
+#: Split files written by ClipWriter.finish; train_val and all are derived from the others.
+BASE_SPLITS = ("train", "val", "test")
+DERIVED_SPLITS = ("train_val", "all")
+
+
+@dataclass
+class Clip:
+    """One clip to write: features (T, 263), joints (T, 22, 3) or None (computed from the features)."""
+
+    id: str
+    features: np.ndarray
+    joints: np.ndarray | None = None
+    captions: list[Caption] = field(default_factory=list)
+    events: list[Event] | None = None
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def _array_problem(array: Any, tail: tuple[int, ...]) -> str | None:
+    """Why ``array`` is not a valid (T, *tail) finite numeric array with T >= 1, or None if it is."""
+    if not isinstance(array, np.ndarray):
+        return f"expected a numpy array, got {type(array).__name__}"
+    if array.ndim != 1 + len(tail) or array.shape[1:] != tail:
+        return f"shape {array.shape}, expected (T, {', '.join(map(str, tail))})"
+    if array.shape[0] == 0:
+        return "has no frames"
+    if array.dtype.kind not in "fiu":
+        return f"dtype {array.dtype} is not a real number type"
+    finite = np.isfinite(array).reshape(array.shape[0], -1).all(axis=1)
+    if not finite.all():
+        return f"non-finite value (NaN or inf) at frame {int(np.argmin(finite))}"
+    return None
+
+
+def _load_array(path: Path, tail: tuple[int, ...]) -> np.ndarray:
+    if not path.is_file():
+        raise MotionFormatError(path, "file not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise MotionFormatError(path, f"not a readable .npy array ({error})") from None
+    problem = _array_problem(array, tail)
+    if problem is not None:
+        raise MotionFormatError(path, problem)
+    return array.astype(np.float32, copy=False)
+
+
+def read_features(root: str | os.PathLike[str], clip_id: str) -> np.ndarray:
+    """The clip's 263-d features, (T, 263) float32 from ``new_joint_vecs/<id>.npy``."""
+    return _load_array(Path(root) / "new_joint_vecs" / f"{clip_id}.npy", (FEATURE_DIM,))
+
+
+def read_joints(root: str | os.PathLike[str], clip_id: str) -> np.ndarray:
+    """The clip's joint positions, (T, 22, 3) float32 from ``new_joints/<id>.npy``."""
+    return _load_array(Path(root) / "new_joints" / f"{clip_id}.npy", (NUM_JOINTS, 3))
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def _validated_clip(clip: Clip, seen: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Check a clip before it is written; return its (T, 263) features and (T', 22, 3) joints as float32."""
+    if not isinstance(clip, Clip):
+        raise ValueError(f"expected a Clip, got {type(clip).__name__}")
+    if not isinstance(clip.id, str) or not SAFE_ID.fullmatch(clip.id):
+        raise ValueError(f"clip id {clip.id!r} is not a safe file name ([A-Za-z0-9_.-], no leading '.')")
+    if clip.id in seen:
+        raise ValueError(f"clip {clip.id}: id written twice")
+    problem = _array_problem(clip.features, (FEATURE_DIM,))
+    if problem is not None:
+        raise ValueError(f"clip {clip.id}: features {problem}")
+    joints = clip.joints
+    if joints is None:
+        from motion_align.motion.features import joints_from_features  # written concurrently; import lazily
+
+        joints = joints_from_features(clip.features)
+    problem = _array_problem(joints, (NUM_JOINTS, 3))
+    if problem is not None:
+        raise ValueError(f"clip {clip.id}: joints {problem}")
+    if len(joints) - len(clip.features) not in (0, 1):
+        raise ValueError(f"clip {clip.id}: {len(joints)} joint frames for {len(clip.features)} feature rows")
+    if not clip.captions:
+        raise ValueError(f"clip {clip.id}: at least one caption is required")
+    for i, caption in enumerate(clip.captions):
+        check_caption(caption, f"clip {clip.id} caption {i}")
+    if clip.events is not None and not all(isinstance(e, Event) for e in clip.events):
+        raise ValueError(f"clip {clip.id}: events must be Event instances")
+    return clip.features.astype(np.float32, copy=False), joints.astype(np.float32, copy=False)
+
+
+class ClipWriter:
+    """Stream clips into a new HumanML3D folder, atomically.
+
+    ``with ClipWriter(root) as w: w.add(clip); ...; w.finish(splits)``. Clips go into the temporary
+    sibling ``<parent>/.<name>.tmp-<pid>``, which replaces ``root`` only in :meth:`finish`. Any
+    exception in ``add``/``finish`` or inside the ``with`` block removes the temporary folder and
+    leaves ``root`` as it was; leaving the block without ``finish()`` does the same and raises.
+    Mean/Std default to the statistics of the written clips (Std averaged per feature group).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], overwrite: bool = False) -> None:
+        self.root = Path(root).absolute()
+        self.overwrite = overwrite
+        self.finished = False
+        self._tmp: Path | None = None
+        self._ids: list[str] = []
+        self._seen: set[str] = set()
+        self._events_file: IO[str] | None = None
+        self._frames = 0
+        self._sums = np.zeros((2, FEATURE_DIM))  # per-dimension sum and sum of squares (float64)
+
+    def __enter__(self) -> ClipWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.finished:
+            return
+        self.abort()
+        if exc_type is None:
+            raise RuntimeError(f"ClipWriter for {self.root} closed without finish(); nothing was written")
+
+    def _check_target(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"{self.root} exists and is not a directory")
+        if self.root.is_dir() and any(self.root.iterdir()) and not self.overwrite:
+            raise FileExistsError(f"{self.root} exists and is not empty (pass overwrite=True to replace it)")
+
+    def open(self) -> None:
+        """Create the temporary folder (called by ``__enter__``)."""
+        if self._tmp is not None or self.finished:
+            raise RuntimeError("ClipWriter is already open or finished")
+        self._check_target()
+        tmp = self.root.parent / f".{self.root.name}.tmp-{os.getpid()}"
+        if tmp.exists():
+            raise FileExistsError(f"{tmp} exists: another writer of this process is writing {self.root}")
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        self._tmp = tmp
+        for sub in ("new_joint_vecs", "new_joints", "texts"):
+            (tmp / sub).mkdir()
+
+    def abort(self) -> None:
+        """Remove the temporary folder; ``root`` is left untouched."""
+        if self._events_file is not None:
+            self._events_file.close()
+            self._events_file = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def _require_open(self) -> Path:
+        if self._tmp is None:
+            raise RuntimeError("ClipWriter is not open (use it as a context manager)")
+        return self._tmp
+
+    def add(self, clip: Clip) -> None:
+        """Validate and write one clip; on any error the whole write is aborted and the error re-raised."""
+        tmp = self._require_open()
+        try:
+            features, joints = _validated_clip(clip, self._seen)
+            np.save(tmp / "new_joint_vecs" / f"{clip.id}.npy", features, allow_pickle=False)
+            np.save(tmp / "new_joints" / f"{clip.id}.npy", joints, allow_pickle=False)
+            text = "".join(caption.to_line() + "\n" for caption in clip.captions)
+            (tmp / "texts" / f"{clip.id}.txt").write_text(text, encoding="utf-8")
+            if clip.events is not None:
+                if self._events_file is None:
+                    self._events_file = open(tmp / "events.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+                record = {"id": clip.id, "events": [event.to_dict() for event in clip.events]}
+                self._events_file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._accumulate(features)
+        except BaseException:
+            self.abort()
+            raise
+        self._ids.append(clip.id)
+        self._seen.add(clip.id)
+
+    def _accumulate(self, features: np.ndarray) -> None:
+        """Add the clip's (T, 263) frames to the running float64 sum and sum of squares."""
+        # One pass, ~8x cheaper than two; features are O(1), so float64 keeps the variance exact.
+        f = features.astype(np.float64)
+        self._sums[0] += f.sum(axis=0)
+        self._sums[1] += np.einsum("ij,ij->j", f, f)
+        self._frames += f.shape[0]
+
+    def add_file(self, name: str, text: str) -> None:
+        """Write an extra text file (e.g. a manifest) at the folder's top level, committed with it."""
+        tmp = self._require_open()
+        if not SAFE_ID.fullmatch(Path(name).stem) or Path(name).name != name:
+            raise ValueError(f"extra file name {name!r} must be a plain file name")
+        (tmp / name).write_text(text, encoding="utf-8")
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and group-averaged Std, (263,) float32 each, of the frames written so far."""
+        if self._frames == 0:
+            raise ValueError("no clips written: cannot compute Mean/Std (pass them explicitly)")
+        mean = self._sums[0] / self._frames
+        std = np.sqrt(np.maximum(self._sums[1] / self._frames - mean**2, 0.0))
+        for _, start, stop in FEATURE_GROUPS:
+            std[start:stop] = std[start:stop].mean()
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def _split_lists(self, splits: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+        lists: dict[str, list[str]] = {name: [] for name in BASE_SPLITS}
+        for name, ids in splits.items():
+            if name in DERIVED_SPLITS or not SAFE_ID.fullmatch(name):
+                raise ValueError(f"split name {name!r} is derived or not a safe file name")
+            ids = [ids] if isinstance(ids, str) else list(ids)
+            unknown = [i for i in ids if i not in self._seen]
+            if unknown:
+                raise ValueError(f"split {name!r} lists ids that were not written: {unknown[:5]}")
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"split {name!r} lists an id twice")
+            lists[name] = ids
+        lists["train_val"] = lists["train"] + lists["val"]
+        lists["all"] = list(self._ids)
+        return lists
+
+    def finish(self, splits: Mapping[str, Sequence[str]], mean: Any = None, std: Any = None) -> Path:
+        """Write split files and Mean/Std, then move the folder onto ``root``; return ``root``.
+
+        Splits absent from ``splits`` among train/val/test are written empty; train_val.txt is
+        train + val and all.txt lists every clip in write order. ``mean``/``std``: (263,) arrays;
+        None computes them from the written clips (Std averaged within each feature group).
+        """
+        tmp = self._require_open()
+        try:
+            lists = self._split_lists(splits)
+            if mean is None or std is None:
+                computed = self.statistics()
+                mean = computed[0] if mean is None else mean
+                std = computed[1] if std is None else std
+            for name, array in (("Mean", mean), ("Std", std)):
+                array = np.asarray(array)
+                if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
+                    raise ValueError(f"{name} must be a finite ({FEATURE_DIM},) array, got {array.shape}")
+                np.save(tmp / f"{name}.npy", array.astype(np.float32), allow_pickle=False)
+            for name, ids in lists.items():
+                (tmp / f"{name}.txt").write_text("".join(i + "\n" for i in ids), encoding="utf-8")
+            if self._events_file is not None:
+                self._events_file.close()
+                self._events_file = None
+            self._commit(tmp)
+        except BaseException:
+            self.abort()
+            raise
+        self._tmp = None
+        self.finished = True
+        return self.root
+
+    def _commit(self, tmp: Path) -> None:
+        self._check_target()
+        if not (self.root.is_dir() and any(self.root.iterdir())):
+            os.replace(tmp, self.root)  # rename(2) replaces an empty directory atomically
+            return
+        old = self.root.parent / f".{self.root.name}.old-{os.getpid()}"
+        os.rename(self.root, old)
+        try:
+            os.rename(tmp, self.root)
+        except BaseException:
+            os.rename(old, self.root)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_humanml3d(
+    root: str | os.PathLike[str],
+    clips: Iterable[Clip],
+    splits: Mapping[str, Sequence[str]],
+    mean: np.ndarray | None = None,
+    std: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``clips`` as a HumanML3D folder at ``root`` atomically (see :class:`ClipWriter`)."""
+    with ClipWriter(root, overwrite=overwrite) as writer:
+        for clip in clips:
+            writer.add(clip)
+        return writer.finish(splits, mean, std)
+
+
+# ------------------------------------------------------------------------------------ loader items
