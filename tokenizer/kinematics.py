@@ -1,0 +1,62 @@
+"""HumanML3D features back to joint positions, differentiable, in torch.
+
+This is the "Features back to joints" ("recover from ric") recipe of HumanML3D (Guo et al.,
+"Generating Diverse and Natural 3D Human Motions from Text", CVPR 2022): integrate the root's yaw and
+planar velocity, then un-rotate the root-relative joint positions of block [4:67]. Quaternions are
+(w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import torch
+
+NUM_JOINTS = 22
+
+
+def quaternion_inverse(q: torch.Tensor) -> torch.Tensor:
+    """Inverse of unit quaternions (..., 4): the conjugate."""
+    return torch.cat([q[..., :1], -q[..., 1:]], dim=-1)
+
+
+def quaternion_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors v (..., 3) by unit quaternions q (..., 4); shapes broadcast."""
+    w, u = q[..., :1], q[..., 1:]
+    u, v = torch.broadcast_tensors(u, v)
+    uv = torch.linalg.cross(u, v, dim=-1)
+    return v + 2.0 * (w * uv + torch.linalg.cross(u, uv, dim=-1))
+
+
+def root_rotation_and_position(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Root yaw quaternions (..., T, 4) and root positions (..., T, 3) from features (..., T, 263)."""
+    half_yaw_step = features[..., 0]  # (..., T)
+    # ang[0] = 0, ang[t] = sum_{k<t} f[k, 0]
+    ang = torch.cumsum(torch.cat([torch.zeros_like(half_yaw_step[..., :1]), half_yaw_step[..., :-1]], -1), -1)
+    zero = torch.zeros_like(ang)
+    q = torch.stack([torch.cos(ang), zero, torch.sin(ang), zero], dim=-1)  # (..., T, 4)
+
+    # v[0] = 0, v[t] = (f[t-1, 1], 0, f[t-1, 2])
+    vel = features[..., :-1, 1:3]  # (..., T-1, 2)
+    vel = torch.stack([vel[..., 0], torch.zeros_like(vel[..., 0]), vel[..., 1]], dim=-1)
+    vel = torch.cat([torch.zeros_like(vel[..., :1, :]), vel], dim=-2)  # (..., T, 3)
+    root = torch.cumsum(quaternion_rotate(quaternion_inverse(q), vel), dim=-2)
+    root = torch.cat([root[..., :1], features[..., 3:4], root[..., 2:3]], dim=-1)  # y from f[t, 3]
+    return q, root
+
+
+def joints_from_features(features: torch.Tensor) -> torch.Tensor:
+    """Joint positions (..., T, 22, 3) in metres from HumanML3D features (..., T, 263).
+
+    Differentiable; works in the input's dtype and device. Time is the second-to-last axis, and
+    frame t depends only on frames <= t (the root path is a cumulative sum).
+    """
+    if features.shape[-1] < 4 + 3 * (NUM_JOINTS - 1):
+        raise ValueError(f"expected HumanML3D features (..., T, 263), got shape {tuple(features.shape)}")
+    if features.shape[-2] == 0:
+        return features.new_zeros(*features.shape[:-1], NUM_JOINTS, 3)
+    q, root = root_rotation_and_position(features)  # (..., T, 4), (..., T, 3)
+    local = features[..., 4 : 4 + 3 * (NUM_JOINTS - 1)]
+    local = local.reshape(*local.shape[:-1], NUM_JOINTS - 1, 3)  # (..., T, 21, 3)
+    joints = quaternion_rotate(quaternion_inverse(q)[..., None, :], local)
+    planar = torch.stack([root[..., 0], torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
+    joints = joints + planar[..., None, :]
+    return torch.cat([root[..., None, :], joints], dim=-2)  # (..., T, 22, 3)
