@@ -54,6 +54,20 @@ def _render(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _tokenize(args: argparse.Namespace) -> None:
+    from motion_align.data.tokenized import tokenize_folder
+    from motion_tokenizer import MotionVQVAE
+
+    dataset = tokenize_folder(
+        MotionVQVAE.from_pretrained(args.tokenizer),
+        args.data,
+        args.out,
+        splits=args.splits,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.out}: " + ", ".join(f"{name} {len(part)}" for name, part in dataset.items()))
+
+
 def _demo(args: argparse.Namespace) -> None:
     from motion_align.demo import DemoConfig, run_demo
 
@@ -91,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--labels", nargs="*", default=None, help="panel labels for a side-by-side view")
     render.add_argument("--formats", nargs="*", default=["gif", "png", "mp4"], choices=["gif", "png", "mp4"])
     render.set_defaults(func=_render)
+
+    tokenize = commands.add_parser(
+        "tokenize", help="encode a HumanML3D folder into a dataset of motion codes"
+    )
+    tokenize.add_argument("--tokenizer", required=True, help="motion tokenizer folder or Hub id")
+    tokenize.add_argument("--data", required=True, help="HumanML3D folder")
+    tokenize.add_argument("--out", required=True, help="where the datasets.DatasetDict is saved")
+    tokenize.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    tokenize.add_argument("--overwrite", action="store_true")
+    tokenize.set_defaults(func=_tokenize)
 
     demo = commands.add_parser("demo", help="run the pipeline on the built-in corpus; writes report.md")
     demo.add_argument("--out", default="outputs/demo")

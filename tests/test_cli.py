@@ -32,7 +32,9 @@ def test_stats_prints_every_group_next_to_the_reference(corpus, capsys):
 
 def test_render_a_clip_a_features_file_and_a_pair(corpus, tmp_path, capsys):
     clip_id = read_split(corpus, "all")[0]
-    assert main(["render", str(corpus), "--id", clip_id, "--out", str(tmp_path), "--formats", "gif", "png"]) == 0
+    assert (
+        main(["render", str(corpus), "--id", clip_id, "--out", str(tmp_path), "--formats", "gif", "png"]) == 0
+    )
     gif = tmp_path / f"{clip_id}.gif"
     assert gif.is_file() and Image.open(gif).n_frames == len(read_features(corpus, clip_id))
     features = tmp_path / "motion.npy"

@@ -1,0 +1,67 @@
+"""Configuration dataclasses of the recipes, parsed by `trl.TrlParser`: defaults < YAML (--config) < flags.
+
+Alignment configs extend TRL's; stages TRL has no trainer for (the motion tokenizer) have plain
+dataclasses with the same conventions (``output_dir``, ``seed``, ``resume_from_checkpoint``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenizerTrainingConfig:
+    """Training the VQ-VAE motion tokenizer on a HumanML3D folder."""
+
+    data_dir: str = field(default="outputs/demo/corpus", metadata={"help": "HumanML3D folder to train on."})
+    output_dir: str = field(
+        default="outputs/tokenizer", metadata={"help": "Where checkpoints and the model go."}
+    )
+    preset: str = field(default="small", metadata={"help": "VQVAEConfig preset: tiny, small or base."})
+    codebook_size: int | None = field(
+        default=None, metadata={"help": "Override the preset's number of codes."}
+    )
+    code_dim: int | None = field(default=None, metadata={"help": "Override the preset's code dimension."})
+    width: int | None = field(default=None, metadata={"help": "Override the preset's channel width."})
+    depth: int | None = field(
+        default=None, metadata={"help": "Override the preset's residual blocks per level."}
+    )
+    joint_loss_weight: float | None = field(
+        default=None, metadata={"help": "Override the joint-position term."}
+    )
+    commitment_weight: float | None = field(
+        default=None, metadata={"help": "Override the commitment weight."}
+    )
+    dead_code_threshold: float | None = field(
+        default=None, metadata={"help": "Override the EMA count below which a code is reset."}
+    )
+    train_split: str = field(default="train", metadata={"help": "Split file the windows come from."})
+    eval_split: str = field(default="test", metadata={"help": "Split the final MPJPE is measured on."})
+    window: int = field(default=64, metadata={"help": "Frames per training window (T2M-GPT uses 64)."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Windows per process and step."})
+    max_steps: int = field(default=3000, metadata={"help": "Optimizer steps."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW peak learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (T2M-GPT: 0.99)."})
+    warmup_steps: int = field(default=200, metadata={"help": "Linear warmup steps."})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "Decay after warmup: cosine or linear."}
+    )
+    logging_steps: int = field(default=50, metadata={"help": "Log every N steps."})
+    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the model init and of the window sampling."})
+    num_threads: int | None = field(default=None, metadata={"help": "torch threads per process (CPU)."})
+    eval_max_clips: int | None = field(
+        default=None, metadata={"help": "Cap on clips in the final evaluation."}
+    )
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar."})
+
+    def model_overrides(self) -> dict:
+        """The VQVAEConfig fields this config sets explicitly."""
+        names = ("codebook_size", "code_dim", "width", "depth", "joint_loss_weight", "commitment_weight",
+                 "dead_code_threshold")  # fmt: skip
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}

@@ -1,0 +1,95 @@
+"""A HumanML3D folder encoded by a motion tokenizer: a `datasets.DatasetDict` of motion codes.
+
+Each split holds the loader items of the folder (whole clips and captioned segments, see
+``text_motion.iter_items``) with columns id, captions, tokens, codes (``ceil(length / 4)`` ints),
+length (frames) and events (JSON, "" when none). ``decode_codes`` turns codes back into features
+and joints. The dataset is written to a temporary folder and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from motion_align.data.text_motion import iter_items
+from motion_align.motion.features import joints_from_features
+
+SPLITS = ("train", "val", "test")
+
+
+def _encode_items(motion_tokenizer, items: list, batch_size: int, desc: str) -> list[list[int]]:
+    codes: list[list[int]] = []
+    for begin in tqdm(range(0, len(items), batch_size), desc=desc, unit="batch", leave=False):
+        batch = items[begin : begin + batch_size]
+        lengths = torch.tensor([item.length for item in batch])
+        padded = torch.zeros(len(batch), int(lengths.max()), batch[0].features.shape[1])
+        for row, item in enumerate(batch):
+            padded[row, : item.length] = torch.from_numpy(np.asarray(item.features, dtype=np.float32))
+        with torch.no_grad():
+            encoded = motion_tokenizer.encode(padded, lengths)
+        codes += [row[row >= 0].tolist() for row in encoded]
+    return codes
+
+
+def tokenize_folder(
+    motion_tokenizer,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    splits: Sequence[str] = SPLITS,
+    batch_size: int = 64,
+    overwrite: bool = False,
+):
+    """Encodes every item of ``splits`` and saves a DatasetDict to ``out_dir``; returns it."""
+    import datasets
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    parts = {}
+    for split in splits:
+        items = list(iter_items(data_dir, split))
+        codes = _encode_items(motion_tokenizer, items, batch_size, f"tokenize {split}")
+        parts[split] = datasets.Dataset.from_dict(
+            {
+                "id": [item.id for item in items],
+                "captions": [[c.text for c in item.captions] for item in items],
+                "tokens": [[list(c.tokens) for c in item.captions] for item in items],
+                "codes": codes,
+                "length": [item.length for item in items],
+                "events": [
+                    json.dumps([e.to_dict() for e in item.events]) if item.events else "" for item in items
+                ],
+            }
+        )
+    dataset = datasets.DatasetDict(parts)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dataset.save_to_disk(str(tmp))
+        info = {
+            "data_dir": str(data_dir),
+            "codebook_size": motion_tokenizer.config.codebook_size,
+            "downsample_factor": motion_tokenizer.config.downsample_factor,
+            "splits": {name: len(part) for name, part in parts.items()},
+        }
+        (tmp / "tokenization.json").write_text(json.dumps(info, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dataset
+
+
+def decode_codes(motion_tokenizer, codes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Features (4N, 263) and joints (4N, 22, 3) of one code sequence of length N."""
+    with torch.no_grad():
+        features = motion_tokenizer.decode(torch.as_tensor([list(codes)], dtype=torch.long))[0].numpy()
+    return features, joints_from_features(features)

@@ -1,0 +1,42 @@
+"""Train the VQ-VAE motion tokenizer on a HumanML3D folder (the procedural corpus by default).
+
+    accelerate launch recipes/train_tokenizer.py --config recipes/tokenizer/small.yaml
+    # two processes on one CPU (gloo):
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 \
+        recipes/train_tokenizer.py --config recipes/tokenizer/small.yaml
+    # resume:  ... --resume_from_checkpoint latest
+
+Writes <output_dir>/{config.json, model.safetensors, log.jsonl, eval_results.json, checkpoint-*}.
+"""
+
+import json
+import logging
+
+import torch.distributed as dist
+from accelerate import Accelerator
+from trl import TrlParser
+
+from motion_align.configs import TokenizerTrainingConfig
+from motion_align.tokenizer_training import train_tokenizer
+
+
+def main() -> None:
+    # Logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (config,) = TrlParser((TokenizerTrainingConfig,)).parse_args_and_config()
+    accelerator = Accelerator()
+    logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
+
+    # Training, saving and evaluation
+    record = train_tokenizer(config, accelerator)
+    if accelerator.is_main_process:
+        print(json.dumps(record, indent=2))
+
+    # Clean exit of every process
+    accelerator.wait_for_everyone()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
