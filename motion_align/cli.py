@@ -71,9 +71,14 @@ def _tokenize(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from motion_align.demo import DemoConfig, run_demo
 
-    report = run_demo(
-        DemoConfig(out=Path(args.out), num_clips=args.num_clips, seed=args.seed, force=args.force)
+    config = DemoConfig(
+        out=Path(args.out),
+        num_clips=args.num_clips,
+        seed=args.seed,
+        force=args.force,
+        tokenizer_recipe=args.tokenizer_recipe,
     )
+    report = run_demo(config)
     print(f"report: {report}")
 
 
@@ -121,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-clips", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--force", action="store_true", help="redo finished stages")
+    demo.add_argument(
+        "--tokenizer-recipe", default="recipes/tokenizer/small.yaml", help="tokenizer YAML recipe"
+    )
     demo.set_defaults(func=_demo)
     return parser
 

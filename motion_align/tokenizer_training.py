@@ -13,6 +13,7 @@ import logging
 import math
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -185,6 +186,8 @@ def _finish(
     if accelerator.is_main_process:
         tokenizer = accelerator.unwrap_model(model).eval()
         tokenizer.save_pretrained(out)
+        settings = {k: v for k, v in asdict(config).items() if k != "resume_from_checkpoint"}
+        (out / "training_config.json").write_text(json.dumps(settings, indent=2) + "\n")
         record = {
             "train_seconds": round(seconds, 1),
             "world_size": accelerator.num_processes,

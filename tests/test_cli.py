@@ -58,18 +58,28 @@ def test_render_errors_name_the_input(tmp_path, capsys):
 
 
 def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
-    config = DemoConfig(out=tmp_path / "demo", num_clips=16, seed=1, num_samples=2)
+    config = DemoConfig(
+        out=tmp_path / "demo",
+        num_clips=16,
+        seed=1,
+        num_samples=2,
+        tokenizer_recipe="recipes/tokenizer/tiny.yaml",
+        tokenizer_overrides={"max_steps": 4, "eval_max_clips": 4},
+    )
     report = run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
-    assert set(summary) == {"corpus", "renders"}
+    assert set(summary) == {"corpus", "renders", "tokenizer"}
     for stage in summary.values():
-        assert stage["command"].startswith("motion-align ") and not stage["reused"]
+        assert stage["command"].startswith(("motion-align ", "accelerate launch ")) and not stage["reused"]
     assert summary["corpus"]["figures"]["clips"] == 16
     text = report.read_text()
     assert "## Corpus" in text and "| joint_positions |" in text
     for item in json.loads((config.out / "renders" / "renders.json").read_text())["items"]:
         for file in item["files"]:
             assert (config.out / file).is_file() and f"]({file})" in text
+    tokenizer = summary["tokenizer"]["figures"]
+    assert tokenizer["steps"] == 4 and tokenizer["mpjpe_mm"] > 0 and tokenizer["real_clip_mpjpe_mm"] > 0
+    assert "Original (left) vs reconstruction" in text and (config.out / "tokenizer" / "training_curves.png").is_file()
     run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
     assert all(stage["reused"] for stage in summary.values())

@@ -1,0 +1,41 @@
+"""What every demo stage shares: the settings, paths, and small file helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The repository checkout (recipes/ lives there) and real HumanML3D reference files beside it.
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = REPO.parent / "shared" / "humanml3d"
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("outputs/demo")
+    num_clips: int = 2000
+    seed: int = 0
+    num_samples: int = 6
+    force: bool = False
+    #: Tokenizer recipe (relative to the checkout) and optional overrides, e.g. {"max_steps": 20}.
+    tokenizer_recipe: str = "recipes/tokenizer/small.yaml"
+    tokenizer_overrides: dict | None = None
+
+
+def rel(path: str | Path, root: Path) -> str:
+    """``path`` relative to ``root``, as report.md links it."""
+    return os.path.relpath(path, root)
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Writes ``record`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
