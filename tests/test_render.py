@@ -82,7 +82,7 @@ def test_side_by_side_is_twice_as_wide(tmp_path: Path) -> None:
 
 
 def test_mp4_written_when_ffmpeg_available(tmp_path: Path) -> None:
-    if render._find_ffmpeg() is None:
+    if render.find_ffmpeg() is None:
         pytest.skip("no ffmpeg")
     paths = render_motion(clip(8), tmp_path / "movie", formats=("mp4",), size=(161, 141))  # odd sizes
     assert paths == [tmp_path / "movie.mp4"]
@@ -90,7 +90,7 @@ def test_mp4_written_when_ffmpeg_available(tmp_path: Path) -> None:
 
 
 def test_mp4_skipped_with_warning_without_ffmpeg(tmp_path, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(render, "_find_ffmpeg", lambda: None)
+    monkeypatch.setattr(render, "find_ffmpeg", lambda: None)
     with caplog.at_level(logging.WARNING):
         paths = render_motion(clip(4), tmp_path / "x", formats=("gif", "mp4"), size=SIZE)
     assert paths == [tmp_path / "x.gif"] and "ffmpeg" in caplog.text

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from motion_align.motion.skeleton import FPS, KINEMATIC_CHAINS, LEFT_JOINTS, NUM_JOINTS, RIGHT_JOINTS
+from motion_align.motion.video import atomic_write, find_ffmpeg, save_gif, write_mp4
 
 LOG = logging.getLogger(__name__)
 
@@ -354,55 +353,6 @@ def _filmstrip(
     return canvas
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call write(temp) on a temporary file beside `path`, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(name))
-        os.chmod(name, 0o644)  # mkstemp creates 0600
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _find_ffmpeg() -> str | None:
-    """imageio-ffmpeg's bundled binary, else `ffmpeg` on PATH, else None."""
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:
-        return shutil.which("ffmpeg")
-
-
-def _save_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> None:
-    """Save palette frames as a looping GIF (delays are multiples of 10 ms in GIF)."""
-    duration = max(20, int(round(1000 / fps / 10)) * 10)
-    kwargs = {"save_all": True, "append_images": frames[1:], "loop": 0, "optimize": False, "disposal": 1}
-    frames[0].save(path, format="GIF", duration=duration, **kwargs)
-
-
-def _write_mp4(frames: Sequence[Image.Image], path: Path, fps: float, ffmpeg: str) -> None:
-    """Encode frames to H.264 MP4 by piping raw RGB to ffmpeg (odd sizes padded to even)."""
-    w, h = frames[0].size
-    head = f"-y -loglevel error -f rawvideo -pix_fmt rgb24 -s {w}x{h} -r {fps} -i -"
-    tail = "-vf pad=ceil(iw/2)*2:ceil(ih/2)*2 -c:v libx264 -preset veryfast -pix_fmt yuv420p -f mp4"
-    command = [ffmpeg, *head.split(), *tail.split(), str(path)]
-    with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    ) as proc:
-        assert proc.stdin is not None
-        for frame in frames:  # streamed, so a long clip never sits in memory as raw RGB
-            proc.stdin.write(frame.convert("RGB").tobytes())
-        _, error = proc.communicate(timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(error.decode(errors="replace")[-500:])
-
-
 def _check_options(formats: Sequence[str], fps: float) -> tuple[str, ...]:
     """Validate `formats` and `fps`; return the formats lower-cased."""
     if isinstance(formats, str):
@@ -429,20 +379,20 @@ def _write_outputs(
     stem = out.with_suffix("") if out.suffix.lower().lstrip(".") in FORMATS else out
     written = []
     if "gif" in formats:
-        written.append(_atomic_write(stem.with_name(stem.name + ".gif"), lambda p: _save_gif(frames, p, fps)))
+        written.append(atomic_write(stem.with_name(stem.name + ".gif"), lambda p: save_gif(frames, p, fps)))
     if "mp4" in formats:
-        ffmpeg = _find_ffmpeg()
+        ffmpeg = find_ffmpeg()
         if ffmpeg is None:
             LOG.warning("no ffmpeg found (imageio-ffmpeg or PATH): skipping %s.mp4", stem)
         else:
             try:
                 mp4 = stem.with_name(stem.name + ".mp4")
-                written.append(_atomic_write(mp4, lambda p: _write_mp4(frames, p, fps, ffmpeg)))
+                written.append(atomic_write(mp4, lambda p: write_mp4(frames, p, fps, ffmpeg)))
             except (OSError, RuntimeError, subprocess.SubprocessError) as error:
                 LOG.warning("ffmpeg failed, skipping %s.mp4: %s", stem, error)
     if "png" in formats:
         strip = _filmstrip(frames, panels, caption, fps)
-        written.append(_atomic_write(stem.with_name(stem.name + ".png"), lambda p: strip.save(p, "PNG")))
+        written.append(atomic_write(stem.with_name(stem.name + ".png"), lambda p: strip.save(p, "PNG")))
     return written
 
 
