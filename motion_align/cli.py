@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the pipeline on the built-in corpus; writes report.md")
     demo.add_argument("--out", default="outputs/demo")
-    demo.add_argument("--num-clips", type=int, default=2000)
+    demo.add_argument("--num-clips", type=int, default=10000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--force", action="store_true", help="redo finished stages")
     demo.add_argument(

@@ -16,4 +16,5 @@ def tiny_corpus(tmp_path_factory) -> Path:
     build_corpus(root, CorpusConfig(num_clips=24, seed=7, workers=1), progress=False)
     return root
 
+
 from hub_stand_in import hub_fixture  # noqa: E402, F401  (the `hub` fixture: a local stand-in for the Hub)

@@ -110,8 +110,11 @@ def test_limb_and_side_words(single_captions, mirror: bool) -> None:
                 assert "both" in words and not words & {"left", "right"}, text
             elif side in swap:
                 rotation = _CCW if side == "left" else {"clockwise"}
-                assert side in words or (event.action == "turn" and words & rotation) or (
-                    event.params.get("angle") == 180 and "around" in words), text
+                assert (
+                    side in words
+                    or (event.action == "turn" and words & rotation)
+                    or (event.params.get("angle") == 180 and "around" in words)
+                ), text
                 assert swap[side] not in words, text
             else:
                 assert not words & {"left", "right"}, text
@@ -216,7 +219,15 @@ def test_token_format_and_lemmas() -> None:
     assert tag_caption("a man kicks with his left leg.") == [
         "a/DET", "man/NOUN", "kick/VERB", "with/ADP", "his/DET", "left/ADJ", "leg/NOUN"]  # fmt: skip
     assert tag_caption("Someone is waving both hands, then jumps 4 times.") == [
-        "someone/PRON", "is/AUX", "wave/VERB", "both/DET", "hand/NOUN", "then/ADV", "jump/VERB", "time/NOUN"]
+        "someone/PRON",
+        "is/AUX",
+        "wave/VERB",
+        "both/DET",
+        "hand/NOUN",
+        "then/ADV",
+        "jump/VERB",
+        "time/NOUN",
+    ]
     assert tag_caption("raises both arms and legs") == ["raise/VERB", "both/DET", "arm/NOUN", "and/CCONJ",
                                                         "leg/NOUN"]  # fmt: skip
     assert tag_caption("walks counter-clockwise")[-1] == "counterclockwise/ADV"

@@ -79,7 +79,10 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
             assert (config.out / file).is_file() and f"]({file})" in text
     tokenizer = summary["tokenizer"]["figures"]
     assert tokenizer["steps"] == 4 and tokenizer["mpjpe_mm"] > 0 and tokenizer["real_clip_mpjpe_mm"] > 0
-    assert "Original (left) vs reconstruction" in text and (config.out / "tokenizer" / "training_curves.png").is_file()
+    assert (
+        "Original (left) vs reconstruction" in text
+        and (config.out / "tokenizer" / "training_curves.png").is_file()
+    )
     run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
     assert all(stage["reused"] for stage in summary.values())

@@ -198,8 +198,8 @@ def test_mirror_features_semantics(reference: tuple[np.ndarray, np.ndarray]) -> 
     np.testing.assert_array_equal(mirrored[:, 259:], features[:, [261, 262, 259, 260]])
     left_knee, right_knee = 4, 5
     np.testing.assert_array_equal(
-        mirrored[:, 4 + 3 * (left_knee - 1):4 + 3 * left_knee],
-        features[:, 4 + 3 * (right_knee - 1):4 + 3 * right_knee] * [-1, 1, 1],
+        mirrored[:, 4 + 3 * (left_knee - 1) : 4 + 3 * left_knee],
+        features[:, 4 + 3 * (right_knee - 1) : 4 + 3 * right_knee] * [-1, 1, 1],
     )
     np.testing.assert_allclose(
         joints_from_features(mirrored), mirror_joints(joints_from_features(features)), atol=1e-5

@@ -106,8 +106,11 @@ def test_random_timelines_are_valid() -> None:
 
 
 def test_determinism() -> None:
-    events = [Event("walk", 3, None, "forward", {"path": "curve"}), Event("wave", 2, "both"),
-              Event("jump", 2)]
+    events = [
+        Event("walk", 3, None, "forward", {"path": "curve"}),
+        Event("wave", 2, "both"),
+        Event("jump", 2),
+    ]
     a = synthesize(events, np.random.default_rng(3))
     b = synthesize(events, np.random.default_rng(3))
     c = synthesize(events, np.random.default_rng(4))
@@ -127,8 +130,9 @@ def test_walk_forward_distance(count: int) -> None:
     assert abs(moved[0]) < 0.1
 
 
-@pytest.mark.parametrize(("direction", "axis", "sign"),
-                         [("backward", 2, -1), ("left", 0, 1), ("right", 0, -1)])
+@pytest.mark.parametrize(
+    ("direction", "axis", "sign"), [("backward", 2, -1), ("left", 0, 1), ("right", 0, -1)]
+)
 def test_walk_directions(direction: str, axis: int, sign: int) -> None:
     clip = run(Event("walk", 4, None, direction))
     moved = clip.joints[-1, 0] - clip.joints[0, 0]
@@ -186,8 +190,9 @@ def test_jump_flights_are_ballistic(count: int) -> None:
 
 
 def test_jump_heights_and_forward() -> None:
-    rise = {h: run(Event("jump", 1, None, None, {"height": h})).joints[:, 0, 1].max()
-            for h in ("low", "high")}
+    rise = {
+        h: run(Event("jump", 1, None, None, {"height": h})).joints[:, 0, 1].max() for h in ("low", "high")
+    }
     assert rise["high"] > rise["low"] + 0.1
     forward = run(Event("jump", 2, None, "forward")).joints[:, 0]
     assert forward[-1, 2] - forward[0, 2] > 0.6
@@ -223,7 +228,7 @@ def count_peaks(signal: np.ndarray, prominence: float) -> int:
     peaks = 0
     for i in range(1, len(signal) - 1):
         if signal[i] > signal[i - 1] and signal[i] >= signal[i + 1]:
-            left, right = signal[:i][::-1], signal[i + 1:]
+            left, right = signal[:i][::-1], signal[i + 1 :]
             left = left[: np.argmax(left > signal[i])] if (left > signal[i]).any() else left
             right = right[: np.argmax(right > signal[i])] if (right > signal[i]).any() else right
             base = max(left.min(initial=signal[i]), right.min(initial=signal[i]))
@@ -311,8 +316,11 @@ def test_look_around_turns_the_head_both_ways() -> None:
 
 
 def test_timeline_carries_position_and_heading() -> None:
-    events = [Event("walk", 4, None, "forward"), Event("turn", 1, None, "left", {"angle": 90}),
-              Event("walk", 4, None, "forward")]
+    events = [
+        Event("walk", 4, None, "forward"),
+        Event("turn", 1, None, "left", {"angle": 90}),
+        Event("walk", 4, None, "forward"),
+    ]
     clip = synthesize(events, np.random.default_rng(0), CALM)
     end = clip.joints[-1, 0]
     assert end[2] > 2.0 and end[0] > 2.0  # forward, then to the person's (original) left

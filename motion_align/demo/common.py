@@ -15,7 +15,7 @@ REFERENCE = REPO.parent / "shared" / "humanml3d"
 @dataclass
 class DemoConfig:
     out: Path = Path("outputs/demo")
-    num_clips: int = 2000
+    num_clips: int = 10000
     seed: int = 0
     num_samples: int = 6
     force: bool = False

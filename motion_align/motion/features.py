@@ -42,7 +42,7 @@ def _check_array(
         raise ValueError(f"{name}: cannot convert to a float array ({exc})") from exc
     expected = "(" + ", ".join(["...", "T"] if batched else ["T"]) + "".join(f", {d}" for d in tail) + ")"
     ok_ndim = a.ndim >= len(tail) + 1 if batched else a.ndim == len(tail) + 1
-    if not ok_ndim or a.shape[a.ndim - len(tail):] != tail:
+    if not ok_ndim or a.shape[a.ndim - len(tail) :] != tail:
         raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
     n = a.shape[a.ndim - len(tail) - 1]
     if n < min_frames:
@@ -57,7 +57,7 @@ def _check_array(
 def _check_tail(x: ArrayLike, name: str, tail: tuple[int, ...]) -> np.ndarray:
     """Validate shape (..., *tail) (any leading dims, including none) and finiteness; float64 copy."""
     a = np.array(x, dtype=np.float64)
-    if a.ndim < len(tail) or a.shape[a.ndim - len(tail):] != tail:
+    if a.ndim < len(tail) or a.shape[a.ndim - len(tail) :] != tail:
         expected = "(..." + "".join(f", {d}" for d in tail) + ")"
         raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
     bad = ~np.isfinite(a)
@@ -255,13 +255,13 @@ def _mirror_index() -> tuple[np.ndarray, np.ndarray]:
     sign[[0, 1]] = -1.0  # yaw velocity, root x velocity
     for j in range(1, sk.NUM_JOINTS):
         ric, rot = 4 + 3 * (j - 1), 67 + 6 * (j - 1)
-        index[ric:ric + 3] = 4 + 3 * (mp[j] - 1) + np.arange(3)
+        index[ric : ric + 3] = 4 + 3 * (mp[j] - 1) + np.arange(3)
         sign[ric] = -1.0
-        index[rot:rot + 6] = 67 + 6 * (mp[j] - 1) + np.arange(6)
-        sign[rot + 1:rot + 4] = -1.0  # m10, m20, m01 of M R M with M = diag(-1, 1, 1)
+        index[rot : rot + 6] = 67 + 6 * (mp[j] - 1) + np.arange(6)
+        sign[rot + 1 : rot + 4] = -1.0  # m10, m20, m01 of M R M with M = diag(-1, 1, 1)
     for j in range(sk.NUM_JOINTS):
         vel = 193 + 3 * j
-        index[vel:vel + 3] = 193 + 3 * mp[j] + np.arange(3)
+        index[vel : vel + 3] = 193 + 3 * mp[j] + np.arange(3)
         sign[vel] = -1.0
     index[259:263] = [261, 262, 259, 260]  # (left ankle, left foot) <-> (right ankle, right foot)
     return index, sign

@@ -80,8 +80,11 @@ def sit(ctx: Ctx) -> None:
     t = [0.0, 0.15, 0.5, 1.35, 2.6, 3.1, 3.8]
     back = keyframes(ctx.n, [ctx.t(x) for x in t[:4] + t[4:]], [0, 0, 0.4, 1, 1, 0.5, 0])
     drop = keyframes(ctx.n, [ctx.t(x) for x in (0.0, 0.3, 1.4, 2.75, 3.8)], [0, 0, 1, 1, 0])
-    pitch = keyframes(ctx.n, [ctx.t(x) for x in (0.0, 0.2, 0.9, 1.5, 2.5, 2.95, 3.5, 3.95)],
-                      [0, 0, 0.55, 0.12, 0.12, 0.6, 0.2, 0])
+    pitch = keyframes(
+        ctx.n,
+        [ctx.t(x) for x in (0.0, 0.2, 0.9, 1.5, 2.5, 2.95, 3.5, 3.95)],
+        [0, 0, 0.55, 0.12, 0.12, 0.6, 0.2, 0],
+    )
     _lower(ctx, drop_total * drop, SEAT_BACK * back, pitch)
     hands = keyframes(ctx.n, [ctx.t(x) for x in (0.0, 0.6, 1.4, 2.5, 3.2, 3.9)], [0, 0.6, 1, 1, 0.6, 0])
     for arm in (0, 1):
@@ -91,7 +94,7 @@ def sit(ctx: Ctx) -> None:
 def kick(ctx: Ctx) -> None:
     """Shift onto the stance foot, kick ``count`` times (chamber, extend, retract), put the foot down."""
     leg = 0 if ctx.event.limb == "left" else 1
-    extend = KICK_EXTEND[ctx.event.params.get("height", "low")] * (1.0, 1.0, ctx.style.gesture ** 0.3)
+    extend = KICK_EXTEND[ctx.event.params.get("height", "low")] * (1.0, 1.0, ctx.style.gesture**0.3)
     sign = np.array([1.0 if leg == 0 else -1.0, 1.0, 1.0])
     times, lift, reach = [0.0, ctx.t(0.3)], [0.0, 0.0], [0.0, 0.0]
     for k in range(ctx.event.count):
@@ -173,8 +176,9 @@ ACTION_TABLE = {"squat": squat, "sit": sit, "kick": kick, "bend": bend, "look_ar
                 "idle": idle, **GESTURES}  # fmt: skip
 
 
-def perform(pose: Pose, start: int, n: int, event: Event, state: State, style: Style,
-            rng: np.random.Generator) -> State:
+def perform(
+    pose: Pose, start: int, n: int, event: Event, state: State, style: Style, rng: np.random.Generator
+) -> State:
     """Fill frames [start, start + n) with an in-place action; return the end state."""
     stand(pose, start, n, state, style)
     ACTION_TABLE[event.action](Ctx(pose, start, n, event, state, style, rng))

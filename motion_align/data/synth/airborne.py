@@ -99,8 +99,16 @@ def _travel(b: Bounce, n: int, distance: float) -> np.ndarray:
     return keyframes(n, times + [n - 1.0], values + [values[-1]], mode="linear")
 
 
-def _feet(pose: Pose, start: int, n: int, state: State, b: Bounce, feet: tuple[int, ...], travel: np.ndarray,
-          lift: np.ndarray) -> None:
+def _feet(
+    pose: Pose,
+    start: int,
+    n: int,
+    state: State,
+    b: Bounce,
+    feet: tuple[int, ...],
+    travel: np.ndarray,
+    lift: np.ndarray,
+) -> None:
     """Feet of the jumping leg(s): roll onto the toes, fly with the body (tucked), land flat."""
     span = slice(start, start + n)
     forward, _ = heading_vectors(state.yaw)
@@ -146,8 +154,9 @@ def _arms(pose: Pose, start: int, n: int, b: Bounce, style: Style, lift: np.ndar
     pose.wrist[span] = keyframes(n, times, np.array(values))
 
 
-def perform(pose: Pose, start: int, n: int, event: Event, state: State, style: Style,
-            rng: np.random.Generator) -> State:
+def perform(
+    pose: Pose, start: int, n: int, event: Event, state: State, style: Style, rng: np.random.Generator
+) -> State:
     """Fill frames [start, start + n) with a jump or hop event; return the end state."""
     stand(pose, start, n, state, style)
     b = _bounce(event, style)
@@ -172,8 +181,9 @@ def perform(pose: Pose, start: int, n: int, event: Event, state: State, style: S
     return end_state(pose, start, n, state)
 
 
-def _hop_free_leg(pose: Pose, start: int, n: int, event: Event, state: State, style: Style,
-                  b: Bounce) -> None:
+def _hop_free_leg(
+    pose: Pose, start: int, n: int, event: Event, state: State, style: Style, b: Bounce
+) -> None:
     """Shift the pelvis over the hopping foot and hold the other foot up behind, knee bent."""
     span = slice(start, start + n)
     stance = 0 if event.limb == "left" else 1

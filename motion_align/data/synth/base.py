@@ -134,5 +134,6 @@ def stand(pose: Pose, start: int, n: int, state: State, style: Style) -> None:
 def end_state(pose: Pose, start: int, n: int, state: State) -> State:
     """The state at the last frame of a span (feet as planted there)."""
     last = start + n - 1
-    return State(pose.root[last].copy(), float(pose.yaw[last]), pose.ankle[last].copy(),
-                 pose.foot_yaw[last].copy())
+    return State(
+        pose.root[last].copy(), float(pose.yaw[last]), pose.ankle[last].copy(), pose.foot_yaw[last].copy()
+    )

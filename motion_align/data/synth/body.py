@@ -97,12 +97,27 @@ class Pose:
         wrist[:, 1, 0] *= -1.0
         pole = np.tile(REST_ELBOW_POLE, (n, 2, 1))
         pole[:, 1, 0] *= -1.0
-        return cls(np.zeros((n, 3)), np.zeros(n), np.zeros((n, 3)), np.zeros((n, 2)), wrist, pole,
-                   np.zeros((n, 2, 3)), np.zeros((n, 2)), np.zeros((n, 2)), np.ones((n, 2), dtype=bool))
+        return cls(
+            np.zeros((n, 3)),
+            np.zeros(n),
+            np.zeros((n, 3)),
+            np.zeros((n, 2)),
+            wrist,
+            pole,
+            np.zeros((n, 2, 3)),
+            np.zeros((n, 2)),
+            np.zeros((n, 2)),
+            np.ones((n, 2), dtype=bool),
+        )
 
 
-def rotate(v: np.ndarray, yaw: np.ndarray, pitch: np.ndarray | float = 0.0, roll: np.ndarray | float = 0.0,
-           twist: np.ndarray | float = 0.0) -> np.ndarray:
+def rotate(
+    v: np.ndarray,
+    yaw: np.ndarray,
+    pitch: np.ndarray | float = 0.0,
+    roll: np.ndarray | float = 0.0,
+    twist: np.ndarray | float = 0.0,
+) -> np.ndarray:
     """Apply twist (about +Y), then roll (lean to +X), pitch (bend to +Z), then yaw, to v (3,) or (T, 3)."""
     v = np.broadcast_to(v, (len(yaw), 3))
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
@@ -122,8 +137,9 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def two_bone_ik(base: np.ndarray, target: np.ndarray, l1: float, l2: float, pole: np.ndarray,
-                flex: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def two_bone_ik(
+    base: np.ndarray, target: np.ndarray, l1: float, l2: float, pole: np.ndarray, flex: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Analytic two-bone IK: middle and end joints with exact bone lengths.
 
     The base->target distance is clamped to the flexion range ``flex`` (angle between the two bone
@@ -159,9 +175,9 @@ def _lower_for_reach(root: np.ndarray, yaw: np.ndarray, ankle: np.ndarray, plant
     if not need.any():
         return root
     padded = np.pad(need, 3, mode="edge")
-    spread = np.max(np.stack([padded[i:i + len(need)] for i in range(7)]), axis=0)
+    spread = np.max(np.stack([padded[i : i + len(need)] for i in range(7)]), axis=0)
     padded = np.pad(spread, 3, mode="edge")
-    smooth = np.mean(np.stack([padded[i:i + len(need)] for i in range(7)]), axis=0)
+    smooth = np.mean(np.stack([padded[i : i + len(need)] for i in range(7)]), axis=0)
     out = root.copy()
     out[:, 1] -= smooth
     return out
@@ -182,9 +198,11 @@ def pose_joints(pose: Pose) -> np.ndarray:
         joints[:, joint] = parent
     head_yaw, head_pitch = pose.head[:, 0], pose.head[:, 1]
     joints[:, 12] = parent + BONE_LENGTHS[12] * rotate(
-        rotate(REST["neck"], 0.3 * head_yaw, 0.3 * head_pitch), yaw, pitch, roll, twist)
+        rotate(REST["neck"], 0.3 * head_yaw, 0.3 * head_pitch), yaw, pitch, roll, twist
+    )
     joints[:, 15] = joints[:, 12] + BONE_LENGTHS[15] * rotate(
-        rotate(REST["head"], head_yaw, head_pitch), yaw, pitch, roll, twist)
+        rotate(REST["head"], head_yaw, head_pitch), yaw, pitch, roll, twist
+    )
     arm_yaw = yaw + twist
     for side in (0, 1):
         collar_i, shoulder_i, elbow_i, wrist_i = ARM[side]
@@ -193,8 +211,9 @@ def pose_joints(pose: Pose) -> np.ndarray:
         target = shoulder + to_world(arm_yaw, pose.wrist[:, side])
         target[:, 1] = np.maximum(target[:, 1], 0.04)
         pole = to_world(arm_yaw, pose.elbow_pole[:, side])
-        elbow, wrist = two_bone_ik(shoulder, target, BONE_LENGTHS[elbow_i], BONE_LENGTHS[wrist_i], pole,
-                                   ELBOW_FLEX)
+        elbow, wrist = two_bone_ik(
+            shoulder, target, BONE_LENGTHS[elbow_i], BONE_LENGTHS[wrist_i], pole, ELBOW_FLEX
+        )
         joints[:, collar_i], joints[:, shoulder_i] = collar, shoulder
         joints[:, elbow_i], joints[:, wrist_i] = elbow, wrist
     _pose_legs(pose, joints)
@@ -212,8 +231,9 @@ def _pose_legs(pose: Pose, joints: np.ndarray) -> None:
         foot_forward, _ = heading_vectors(pose.foot_yaw[:, side])
         out = body_left * (0.12 if side == 0 else -0.12)
         pole = _normalise(foot_forward + body_forward) + 0.5 * up + out
-        knee, ankle = two_bone_ik(hip, pose.ankle[:, side], BONE_LENGTHS[knee_i], BONE_LENGTHS[ankle_i], pole,
-                                  KNEE_FLEX)
+        knee, ankle = two_bone_ik(
+            hip, pose.ankle[:, side], BONE_LENGTHS[knee_i], BONE_LENGTHS[ankle_i], pole, KNEE_FLEX
+        )
         angle = flat_foot_pitch(side) + pose.foot_pitch[:, side]
         toe_dir = np.cos(angle)[:, None] * foot_forward - np.sin(angle)[:, None] * up
         joints[:, hip_i], joints[:, knee_i], joints[:, ankle_i] = hip, knee, ankle

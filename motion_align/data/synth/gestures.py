@@ -139,8 +139,9 @@ def clap(ctx: Ctx) -> None:
 def punch(ctx: Ctx) -> None:
     """Raise both fists to a guard and punch ``count`` times with one hand, twisting the trunk."""
     lead, each, _ = TIMING["punch"]
-    guard = keyframes(ctx.n, [0.0, ctx.t(lead), ctx.t(lead + ctx.event.count * each), ctx.n - 1.0],
-                      [0, 1, 1, 0])
+    guard = keyframes(
+        ctx.n, [0.0, ctx.t(lead), ctx.t(lead + ctx.event.count * each), ctx.n - 1.0], [0, 1, 1, 0]
+    )
     arm = 0 if ctx.event.limb == "left" else 1
     times, values = [0.0], [0.0]
     for k in range(ctx.event.count):

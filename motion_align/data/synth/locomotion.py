@@ -137,8 +137,9 @@ def _plan_path(event: Event, state: State, style: Style, rng: np.random.Generato
     kind = _kind(event)
     period, swing, _ = _timing(event, style)
     gait = GAITS[kind]
-    length = min(CADENCE[kind][event.params.get("speed", "normal")][1] * style.stride * np.sqrt(style.tempo),
-                 MAX_STEP)
+    length = min(
+        CADENCE[kind][event.params.get("speed", "normal")][1] * style.stride * np.sqrt(style.tempo), MAX_STEP
+    )
     offset = np.pi if kind == "backward" else 0.0
     path = event.params.get("path", "straight")
     sign = 1.0 if event.params.get("curve", "left") == "left" else -1.0
@@ -225,8 +226,9 @@ def _toe_pivot(plant: np.ndarray, yaw: float, foot: int, extra: np.ndarray) -> n
     return toe - length * (np.cos(angle) * forward - np.sin(angle) * up)
 
 
-def _swing_feet(pose: Pose, start: int, n: int, state: State, steps: list[Step], gait: Gait,
-                heel: float) -> np.ndarray:
+def _swing_feet(
+    pose: Pose, start: int, n: int, state: State, steps: list[Step], gait: Gait, heel: float
+) -> np.ndarray:
     """Ankle, foot yaw/pitch and contact channels; returns the summed swing bump (n,).
 
     Before lift-off the heel rises over ``heel`` frames (the foot rolls about its planted toe);
@@ -251,7 +253,7 @@ def _swing_feet(pose: Pose, start: int, n: int, state: State, steps: list[Step],
         during = (s >= 0.0) & (s < 1.0)
         sd = s[during]
         e = (0.65 * sd + 0.35 * ease(sd))[:, None]  # flatter than min-jerk: peak foot speed ~1.3x mean
-        height = gait.clearance * bump(sd ** 0.8)[:, None]
+        height = gait.clearance * bump(sd**0.8)[:, None]
         ankle[during, f] = origin + (step.pos - origin) * e + height * up
         foot_yaw[during, f] = current_yaw[f] + (step.yaw - current_yaw[f]) * e[:, 0]
         pitch[during, f] = gait.toe_off * (1.0 - sd) ** 2 + gait.landing * bump(sd) * sd
@@ -265,8 +267,16 @@ def _swing_feet(pose: Pose, start: int, n: int, state: State, steps: list[Step],
     return swinging
 
 
-def _pelvis_path(pose: Pose, start: int, n: int, state: State, steps: list[Step], gait: Gait,
-                 swinging: np.ndarray, style: Style) -> np.ndarray:
+def _pelvis_path(
+    pose: Pose,
+    start: int,
+    n: int,
+    state: State,
+    steps: list[Step],
+    gait: Gait,
+    swinging: np.ndarray,
+    style: Style,
+) -> np.ndarray:
     """Pelvis ground path and heading through the support centres, plus bob and sway; returns the
     gait envelope (0 at rest, 1 while moving)."""
     span = slice(start, start + n)
@@ -312,8 +322,9 @@ def _upper_body(pose: Pose, start: int, n: int, gait: Gait, env: np.ndarray, sty
     pose.head[span, 0] = np.clip(0.8 * ahead, -0.6, 0.6) - 0.12 * stagger
 
 
-def perform(pose: Pose, start: int, n: int, event: Event, state: State, style: Style,
-            rng: np.random.Generator) -> State:
+def perform(
+    pose: Pose, start: int, n: int, event: Event, state: State, style: Style, rng: np.random.Generator
+) -> State:
     """Fill frames [start, start + n) with a walk, run or turn event; return the end state."""
     kind = _kind(event)
     if kind == "turn":

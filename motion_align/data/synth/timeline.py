@@ -56,7 +56,7 @@ def lowpass_noise(rng: np.random.Generator, n: int, channels: int, sigma: float)
     (generated with margins, so the clip ends are not noisier than the middle)."""
     pad = int(np.ceil(3 * sigma))
     raw = rng.standard_normal((n + 2 * pad, channels))
-    return smooth(raw, sigma)[pad:pad + n] * np.sqrt(2 * np.sqrt(np.pi) * sigma)
+    return smooth(raw, sigma)[pad : pad + n] * np.sqrt(2 * np.sqrt(np.pi) * sigma)
 
 
 def _finish(pose: Pose, rng: np.random.Generator, style: Style) -> None:
