@@ -6,6 +6,7 @@ from PIL import Image
 
 from motion_align.cli import main
 from motion_align.demo import DemoConfig, run_demo
+from motion_align.demo.common import REFERENCE
 from motion_align.motion.humanml3d import read_features, read_split
 
 
@@ -78,7 +79,9 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         for file in item["files"]:
             assert (config.out / file).is_file() and f"]({file})" in text
     tokenizer = summary["tokenizer"]["figures"]
-    assert tokenizer["steps"] == 4 and tokenizer["mpjpe_mm"] > 0 and tokenizer["real_clip_mpjpe_mm"] > 0
+    assert tokenizer["steps"] == 4 and tokenizer["mpjpe_mm"] > 0
+    real_clip = tokenizer["real_clip_mpjpe_mm"]  # measured when shared/humanml3d sits beside the checkout
+    assert real_clip > 0 if (REFERENCE / "new_joint_vecs").is_dir() else real_clip is None
     assert (
         "Original (left) vs reconstruction" in text
         and (config.out / "tokenizer" / "training_curves.png").is_file()
