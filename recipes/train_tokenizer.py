@@ -28,7 +28,10 @@ def main() -> None:
     logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
 
     # Training, saving and evaluation
-    record = train_tokenizer(config, accelerator)
+    try:
+        record = train_tokenizer(config, accelerator)
+    except (FileNotFoundError, ValueError) as error:  # bad data folder, checkpoint or setting
+        raise SystemExit(f"train_tokenizer: error: {error}") from None
     if accelerator.is_main_process:
         print(json.dumps(record, indent=2))
 
