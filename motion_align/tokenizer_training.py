@@ -106,6 +106,13 @@ def _prune_checkpoints(out: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _truncate_log(log: Path, step: int) -> None:
+    """Drops the log lines an interrupted run wrote after the checkpoint it resumes from."""
+    if log.is_file():
+        lines = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log.write_text("".join(line + "\n" for line in lines))
+
+
 def _log_line(step: int, out, lr: float, seconds: float) -> dict:
     return {
         "step": step,
@@ -141,9 +148,11 @@ def train_tokenizer(config: TokenizerTrainingConfig, accelerator: Accelerator | 
     if config.resume_from_checkpoint:
         path = find_checkpoint(out, config.resume_from_checkpoint)
         step = load_checkpoint(accelerator, model, optimizer, scheduler, path)
+        if accelerator.is_main_process:
+            _truncate_log(out / "log.jsonl", step)
         logger.info("resumed from %s at step %d", path, step)
     model.train()
-    start, log = time.perf_counter(), []
+    start = time.perf_counter()
     bar = tqdm(
         range(step, config.max_steps),
         initial=step,
@@ -154,16 +163,15 @@ def train_tokenizer(config: TokenizerTrainingConfig, accelerator: Accelerator | 
     for step in bar:
         features = windows.batch(step, config.per_device_train_batch_size, accelerator.process_index)
         output = model(features.to(accelerator.device))
+        if not math.isfinite(output.loss.item()):
+            raise FloatingPointError(f"tokenizer loss is {output.loss.item()} at step {step + 1}")
         accelerator.backward(output.loss)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
-        if not math.isfinite(output.loss.item()):
-            raise FloatingPointError(f"tokenizer loss is {output.loss.item()} at step {step + 1}")
         done = step + 1
         if done % config.logging_steps == 0 or done == config.max_steps:
             line = _log_line(done, output, scheduler.get_last_lr()[0], time.perf_counter() - start)
-            log.append(line)
             bar.set_postfix(
                 recon=f"{line['recon_loss']:.4f}", ppl=f"{line['perplexity']:.0f}", live=line["live_codes"]
             )

@@ -78,6 +78,8 @@ def test_resume_ends_where_an_uninterrupted_run_would_have(tiny_corpus, tmp_path
     a = MotionVQVAE.from_pretrained(straight).state_dict()
     b = MotionVQVAE.from_pretrained(resumed).state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
+    steps = [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]  # the lines written after checkpoint-10 are not repeated
     fresh = tmp_path / "fresh"  # without the optimizer/RNG state the run would differ
     train_tokenizer(tiny_config(tiny_corpus, fresh, eval_max_clips=2, max_steps=10))
     assert not torch.equal(
