@@ -17,12 +17,12 @@ import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from motion_align.motion.fonts import fit_font, load_font, wrap_text
 from motion_align.motion.skeleton import FPS, KINEMATIC_CHAINS, LEFT_JOINTS, NUM_JOINTS, RIGHT_JOINTS
 from motion_align.motion.video import atomic_write, find_ffmpeg, save_gif, write_mp4
 
@@ -52,41 +52,6 @@ BONES = tuple(
 )
 _ANGLES = np.linspace(0, 2 * np.pi, 17)
 _CIRCLE = np.stack([np.cos(_ANGLES), np.zeros(17), np.sin(_ANGLES)], 1)  # unit circle on the floor
-
-
-@lru_cache(maxsize=32)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """DejaVu Sans (shipped with matplotlib) at `size` px, or PIL's default font."""
-    try:
-        from matplotlib import font_manager
-
-        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
-    except Exception:  # pragma: no cover - depends on the installation
-        return ImageFont.load_default(size)
-
-
-def _fitted_font(
-    texts: Sequence[str], size: int, width: float
-) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """The font of `size` px, shrunk (to at least 14 px) until every text is at most `width` px long."""
-    longest = max([_font(size).getlength(t) for t in texts] + [1.0])
-    return _font(max(14, min(size, int(size * width / longest))))
-
-
-def _wrap(text: str, font: ImageFont.ImageFont, width: float) -> list[str]:
-    """Greedy word wrap of `text` to lines no wider than `width` pixels."""
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split():
-            candidate = f"{line} {word}".strip()
-            if line and font.getlength(candidate) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = candidate
-        lines.append(line)
-    return lines
 
 
 def _validate(joints: object, name: str) -> np.ndarray:
@@ -210,7 +175,7 @@ def _static_image(panel: _Panel) -> Image.Image:
     path = panel.path - np.array(panel.origin)
     draw.line([tuple(p) for p in path], fill=PATH_COLOUR, width=max(2, panel.width // 2 + 1))
     draw.ellipse([*(path[0] - 4), *(path[0] + 4)], outline=TRAIL_COLOUR, width=2)
-    font = _font(max(12, h // 28))
+    font = load_font(max(12, h // 28))
     for k, (text, colour) in enumerate((("L  left", LEFT_COLOUR), ("R  right", RIGHT_COLOUR))):
         y = h - (2 - k) * font.size * 1.4 - 6
         box = draw.textbbox((40, y), text, font=font)
@@ -218,7 +183,7 @@ def _static_image(panel: _Panel) -> Image.Image:
         draw.line([(10, y + font.size * 0.6), (34, y + font.size * 0.6)], fill=colour, width=5)
         draw.text((40, y), text, font=font, fill=colour)
     if panel.label:
-        big = _fitted_font([panel.label], max(24, h // 8), 0.5 * w)
+        big = fit_font([panel.label], max(24, h // 8), 0.5 * w)
         box = draw.textbbox((14, 8), panel.label, font=big)
         draw.rounded_rectangle([box[0] - 8, box[1] - 6, box[2] + 8, box[3] + 6], 8, "white", TEXT_COLOUR, 3)
         draw.text((14, 8), panel.label, font=big, fill=TEXT_COLOUR)
@@ -254,8 +219,8 @@ def _title(draw: ImageDraw.ImageDraw | None, caption: str | None, width: int, si
     """Draw the wrapped caption centred atop a canvas `width` wide (if `draw`); return its height."""
     if not caption:
         return 0
-    font = _font(size)
-    lines = _wrap(caption, font, width - 20)
+    font = load_font(size)
+    lines = wrap_text(caption, font, width - 20)
     for k, line in enumerate(lines if draw else []):
         draw.text(
             ((width - font.getlength(line)) / 2, 6 + k * size * 1.25), line, font=font, fill=TEXT_COLOUR
@@ -285,7 +250,7 @@ def _render_frames(
     for k in range(1, len(panels)):
         draw.line([(k * width, top), (k * width, top + height)], fill=TEXT_COLOUR, width=2)
     background = _to_palette(canvas)
-    font = _font(max(11, height // 32))
+    font = load_font(max(11, height // 32))
     frames = []
     for t in range(max(len(m) for m in motions)):  # the frame counter differs, so Pillow keeps all T frames
         frame = background.copy()
@@ -328,7 +293,7 @@ def _filmstrip(
     box = _crop_box(panels)
     th, columns = STRIP_HEIGHT, STRIP_COLUMNS
     tw = max(1, round((box[2] - box[0]) * th / (box[3] - box[1])))
-    small, big = _font(max(12, th // 14)), _fitted_font([p.label or "" for p in panels], max(24, th // 5), th)
+    small, big = load_font(max(12, th // 14)), fit_font([p.label or "" for p in panels], max(24, th // 5), th)
     gutter = int(max(big.getlength(p.label or "") for p in panels) + 24) if len(panels) > 1 else 0
     head = int(small.size * 1.5)
     ncols = min(columns, max(len(p.joints) for p in panels))
