@@ -1,0 +1,346 @@
+"""Text-to-motion policies: T5 (encoder-decoder, as MotionGPT) or LLaMA (decoder-only) with motion tokens.
+
+A policy is a Hugging Face model plus its text tokenizer, whose vocabulary carries the motion tokens of
+:class:`motion_align.vocab.MotionVocab` and whose embedding matrix (and LM head) has a row for each. The
+vocabulary is added once, by :func:`build_policy`; every later stage loads a saved policy with
+:func:`load_policy`, which checks that tokenizer and embeddings agree.
+
+Presets (:data:`PRESETS`): ``tiny`` (tests), ``small`` (the CPU demo), both built from a config with a
+locally trained tokenizer (:mod:`motion_align.text_tokenizer`); ``base`` loads ``google/flan-t5-base`` (as
+MotionGPT) for T5 and needs an explicit Hub id or path for LLaMA. Any other preset string is read as a
+Hub id or local path of a pretrained checkpoint.
+
+Motion-token embedding rows: a model built from a config is created with the full vocabulary, so every
+row (text and motion) gets the model's own initialisation; a pretrained model is resized with
+``mean_resizing`` (new rows drawn from a normal with the mean and covariance of the pretrained rows, which
+leaves the next-token distribution over text nearly unchanged). Rows are padded to a multiple of 8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+from motion_align.lora import declare_untied_output
+from motion_align.text_tokenizer import FAMILIES
+from motion_align.vocab import MotionVocab
+
+PROMPT_TEMPLATE = "Generate motion: {caption}"
+VOCAB_FILE = "motion_vocab.json"
+PAD_TO_MULTIPLE_OF = 8
+
+PRESETS: dict[str, dict[str, dict[str, Any] | str | None]] = {
+    "t5": {
+        "tiny": dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4),
+        "small": dict(d_model=256, d_kv=32, d_ff=512, num_layers=4, num_decoder_layers=4, num_heads=8),
+        "base": "google/flan-t5-base",
+    },
+    "llama": {
+        "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+        "small": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8),
+        "base": None,  # no default: the user names a checkpoint
+    },
+}
+# Shared by every preset built from a config. T5: Flan-T5's gated GELU; transformers 5 builds T5 from a
+# config with lm_head tied to the shared embedding (checkpoints with their own lm_head, as Flan-T5, load
+# untied), so keep the original T5 d_model**-0.5 output scaling that goes with tying
+# (tie_word_embeddings=False would drop it and start from-scratch training at a loss near 100).
+# LLaMA: untied LM head, as LLaMA-2/3 8B.
+_T5_COMMON: dict[str, Any] = dict(feed_forward_proj="gated-gelu")
+_LLAMA_COMMON: dict[str, Any] = dict(max_position_embeddings=1024, tie_word_embeddings=False)
+# from_pretrained keywords that also apply to the config and tokenizer.
+_SHARED_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
+
+
+def format_prompt(caption: str) -> str:
+    """MotionGPT's text-to-motion prompt: ``"Generate motion: a person jumps twice"``."""
+    return PROMPT_TEMPLATE.format(caption=caption.strip())
+
+
+def policy_family(model_or_config: Any) -> str:
+    """``"t5"`` for an encoder-decoder model or config, ``"llama"`` for a causal (decoder-only) one."""
+    config = getattr(model_or_config, "config", model_or_config)
+    if not isinstance(config, PretrainedConfig):
+        raise TypeError(f"expected a model or a PretrainedConfig, got {type(model_or_config).__name__}")
+    return "t5" if getattr(config, "is_encoder_decoder", False) else "llama"
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown policy family {family!r}: expected one of {FAMILIES}")
+
+
+def _round_up(n: int, multiple: int = PAD_TO_MULTIPLE_OF) -> int:
+    return -(-n // multiple) * multiple
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Set every dropout probability of ``model`` to ``p``: config fields and modules alike.
+
+    Covers ``nn.Dropout`` modules and the float rates attention layers keep for functional dropout
+    (T5's ``dropout``, LLaMA's ``attention_dropout``), and config fields such as ``dropout_rate``.
+    Call it before wrapping with PEFT, or it also sets the adapters' ``lora_dropout``.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    config = getattr(model, "config", None)
+    if config is not None:
+        for name, value in vars(config).items():
+            if "dropout" in name and isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(config, name, p)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+            continue
+        for name in ("dropout", "attention_dropout", "dropout_rate"):
+            value = getattr(module, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(module, name, p)
+
+
+def _prepare_tokenizer(tokenizer: Any, family: str, codebook_size: int) -> MotionVocab:
+    """Give ``tokenizer`` a pad token (LLaMA has none) and the motion vocabulary; both only if missing."""
+    if tokenizer.eos_token is None:
+        raise ValueError("the text tokenizer has no eos token: a policy needs one to end motions")
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    if family == "llama" and tokenizer.bos_token is None:
+        raise ValueError("a LLaMA text tokenizer needs a bos token")
+    vocab = MotionVocab(codebook_size)
+    vocab.add_to_tokenizer(tokenizer)
+    return vocab
+
+
+def _special_ids(tokenizer: Any, family: str) -> dict[str, int | None]:
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    if family == "t5":
+        ids["decoder_start_token_id"] = tokenizer.pad_token_id  # T5 starts decoding from <pad>
+    else:
+        ids["bos_token_id"] = tokenizer.bos_token_id
+    return ids
+
+
+def _set_special_ids(model: PreTrainedModel, tokenizer: Any, family: str) -> None:
+    """Write the tokenizer's special ids into the model config and its generation config."""
+    for name, value in _special_ids(tokenizer, family).items():
+        setattr(model.config, name, value)
+        if getattr(model, "generation_config", None) is not None:
+            setattr(model.generation_config, name, value)
+
+
+def _config_from_preset(
+    family: str, spec: dict[str, Any], tokenizer: Any, dropout: float
+) -> PretrainedConfig:
+    """The config of a from-scratch preset, with room (rounded up) for every token of ``tokenizer``."""
+    common = dict(**spec, vocab_size=_round_up(len(tokenizer)), **_special_ids(tokenizer, family))
+    if family == "t5":
+        return T5Config(**_T5_COMMON, **common, dropout_rate=dropout)
+    return LlamaConfig(**_LLAMA_COMMON, **common, attention_dropout=dropout)
+
+
+def _hub_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split from_pretrained keywords: (those for config and tokenizer too, those for the model).
+
+    ``trust_remote_code`` is always passed explicitly, False unless the caller turned it on.
+    """
+    model_kwargs = dict(kwargs)
+    model_kwargs["trust_remote_code"] = bool(model_kwargs.get("trust_remote_code", False))
+    shared = {k: model_kwargs[k] for k in (*_SHARED_KWARGS, "trust_remote_code") if k in model_kwargs}
+    return shared, model_kwargs
+
+
+def _resolve_preset(family: str, preset: str) -> dict[str, Any] | str:
+    """The config overrides of a named preset, or a Hub id / path to load from."""
+    presets = PRESETS[family]
+    if preset not in presets:
+        return preset  # a Hub id or local path
+    spec = presets[preset]
+    if spec is None:
+        raise ValueError(
+            f"the {family!r} preset {preset!r} has no default checkpoint: pass a Hub id or local path as "
+            f"the preset instead, e.g. build_policy({family!r}, 'meta-llama/Llama-3.2-1B', ...)"
+        )
+    return spec
+
+
+def build_policy(
+    family: str,
+    preset: str,
+    tokenizer: Any,
+    codebook_size: int,
+    dropout: float = 0.0,
+    **from_pretrained_kwargs: Any,
+) -> tuple[PreTrainedModel, Any]:
+    """A new policy of ``family`` whose tokenizer and embeddings carry a codebook of ``codebook_size``.
+
+    ``preset`` is ``"tiny"``/``"small"`` (built from a config; ``tokenizer`` required, e.g. from
+    :func:`motion_align.text_tokenizer.train_text_tokenizer`), ``"base"``, or a Hub id / local path
+    (``tokenizer`` may be None: the checkpoint's own is loaded; ``from_pretrained_kwargs`` go to
+    ``from_pretrained``). The tokenizer is extended in place (pad token if missing, motion tokens once)
+    and returned with the model.
+    """
+    _check_family(family)
+    spec = _resolve_preset(family, preset)
+    if isinstance(spec, dict):
+        if tokenizer is None:
+            raise ValueError(
+                f"preset {preset!r} builds a model from a config and needs a text tokenizer: train one with "
+                "motion_align.text_tokenizer.train_text_tokenizer"
+            )
+        _prepare_tokenizer(tokenizer, family, codebook_size)
+        config = _config_from_preset(family, spec, tokenizer, dropout)
+        model_cls = T5ForConditionalGeneration if family == "t5" else LlamaForCausalLM
+        model = model_cls(config)
+    else:
+        model, tokenizer = _from_pretrained(family, spec, tokenizer, codebook_size, from_pretrained_kwargs)
+    set_dropout(model, dropout)
+    check_embeddings(model, tokenizer)
+    return model, tokenizer
+
+
+def _from_pretrained(
+    family: str, name: str, tokenizer: Any, codebook_size: int, kwargs: dict[str, Any]
+) -> tuple[PreTrainedModel, Any]:
+    """Load a pretrained checkpoint, add the motion vocabulary and resize its embeddings."""
+    shared, model_kwargs = _hub_kwargs(kwargs)
+    config = AutoConfig.from_pretrained(name, **shared)
+    if policy_family(config) != family:
+        raise ValueError(f"{name} is a {policy_family(config)!r} model, not a {family!r} one")
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(name, **shared)
+    model_cls = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
+    model = model_cls.from_pretrained(name, config=config, **model_kwargs)
+    declare_untied_output(model)  # else resizing re-ties a Flan-T5's untied lm_head to the embedding
+    _prepare_tokenizer(tokenizer, family, codebook_size)
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(
+            len(tokenizer), pad_to_multiple_of=PAD_TO_MULTIPLE_OF, mean_resizing=True
+        )
+    _set_special_ids(model, tokenizer, family)
+    return model, tokenizer
+
+
+def check_embeddings(model: PreTrainedModel, tokenizer: Any, where: str = "policy") -> MotionVocab:
+    """Check ``tokenizer`` has a complete motion vocabulary and ``model`` a row for every token id."""
+    try:
+        vocab = MotionVocab.from_tokenizer(tokenizer)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    top = max(vocab.ids(tokenizer)[-1], len(tokenizer) - 1)
+    layers = {
+        "input embedding": model.get_input_embeddings(),
+        "output (LM head)": model.get_output_embeddings(),
+    }
+    for name, layer in layers.items():
+        if layer is None:
+            continue
+        rows = layer.weight.shape[0]
+        if rows <= top:
+            raise ValueError(
+                f"{where}: the {name} matrix has {rows} rows but the tokenizer uses ids up to {top} "
+                f"({len(tokenizer)} tokens, motion tokens of a codebook of {vocab.codebook_size}): the "
+                "embeddings were not resized after adding the motion vocabulary"
+            )
+    return vocab
+
+
+def _check_vocab_file(path: Path, vocab: MotionVocab, family: str) -> None:
+    """Compare ``motion_vocab.json`` (when present) with what the tokenizer and config say."""
+    file = path / VOCAB_FILE
+    if not file.is_file():
+        return
+    saved = json.loads(file.read_text(encoding="utf-8"))
+    for key, actual in (("codebook_size", vocab.codebook_size), ("family", family)):
+        if key in saved and saved[key] != actual:
+            raise ValueError(f"{file}: field {key!r} is {saved[key]!r} but the checkpoint has {actual!r}")
+
+
+def load_policy(
+    path_or_hub_id: str | os.PathLike[str], dropout: float | None = None, **from_pretrained_kwargs: Any
+) -> tuple[PreTrainedModel, Any]:
+    """Load a saved policy (T5 or LLaMA, picked by its config) and check its motion vocabulary.
+
+    ``dropout=0.0`` switches every dropout off (T5 policies need that for DPO); None keeps the saved
+    rates. ``trust_remote_code`` is False unless passed; other keywords go to ``from_pretrained``.
+    """
+    name = str(path_or_hub_id)
+    shared, model_kwargs = _hub_kwargs(from_pretrained_kwargs)
+    config = AutoConfig.from_pretrained(name, **shared)
+    family = policy_family(config)
+    tokenizer = AutoTokenizer.from_pretrained(name, **shared)
+    try:
+        vocab = MotionVocab.from_tokenizer(tokenizer)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    if Path(name).is_dir():
+        _check_vocab_file(Path(name), vocab, family)
+    model_cls = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
+    model = model_cls.from_pretrained(name, config=config, **model_kwargs)
+    declare_untied_output(model)  # so PEFT and tie_weights() leave an untied lm_head alone
+    check_embeddings(model, tokenizer, where=name)
+    if dropout is not None:
+        set_dropout(model, dropout)
+    return model, tokenizer
+
+
+def save_policy(
+    model: PreTrainedModel, tokenizer: Any, out_dir: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
+    """Save model (safetensors), tokenizer and ``motion_vocab.json`` to ``out_dir``, atomically.
+
+    Everything is written to a temporary sibling folder that is renamed into place, so ``out_dir`` holds
+    either the whole policy or nothing new. An existing non-empty ``out_dir`` needs ``overwrite=True``.
+    """
+    vocab = check_embeddings(model, tokenizer, where="save_policy")
+    out = Path(out_dir)
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty: pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        info = {
+            "codebook_size": vocab.codebook_size,
+            "family": policy_family(model),
+            "first_motion_id": vocab.ids(tokenizer)[0],
+            "num_tokens": len(tokenizer),
+        }
+        (tmp / VOCAB_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed afterwards."""
+    if not dst.exists():
+        src.rename(dst)
+        return
+    old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
+    dst.rename(old)
+    src.rename(dst)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
