@@ -82,6 +82,80 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _read_prompts(args: argparse.Namespace) -> list[str]:
+    if args.prompt is not None:
+        return [args.prompt]
+    path = Path(args.prompts_file)
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path}: no prompts (one caption per line; blank lines and # comments are skipped)")
+    return prompts
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    import re
+
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))[:limit].strip("-") or "prompt"
+
+
+def _write_motion(motion, out: Path, formats: list[str]) -> dict:
+    """Save one generated motion's features and renders under ``out``; its generations.jsonl row."""
+    import numpy as np
+
+    from motion_align.motion.render import render_motion
+
+    stem = out / f"{motion.prompt_index}_{_slug(motion.prompt)}" / f"sample_{motion.sample}"
+    files = []
+    if motion.features is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), motion.features)
+        files = [
+            stem.with_suffix(".npy"),
+            *render_motion(motion.joints, stem, motion.prompt, formats=formats),
+        ]
+    return dict(
+        prompt=motion.prompt,
+        sample=motion.sample,
+        codes=motion.codes,
+        num_frames=motion.num_frames,
+        valid=motion.valid,
+        problems=motion.problems,
+        files=[str(f.relative_to(out)) for f in files],
+    )
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import replace
+
+    from motion_align.generation import SamplingConfig, generate_motions, load_generator, validity_report
+
+    prompts = _read_prompts(args)
+    sampling = SamplingConfig(
+        do_sample=not args.greedy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        num_samples=args.num_samples,
+        seed=args.seed,
+    )
+    if args.max_new_tokens is not None:
+        sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
+    model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
+    motions = generate_motions(model, tokenizer, motion_tokenizer, prompts, sampling, args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "generations.jsonl", "w", encoding="utf-8") as jsonl:
+        for motion in motions:
+            jsonl.write(json.dumps(_write_motion(motion, out, args.formats)) + "\n")
+    report = validity_report(motions)
+    print(
+        f"wrote {out}: {report['motions']} motions for {len(prompts)} prompts, {report['valid']} valid "
+        f"({report['valid_share']:.1%}: 40-196 frames, no decoding problems)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motion-align", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +194,26 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     tokenize.add_argument("--overwrite", action="store_true")
     tokenize.set_defaults(func=_tokenize)
+
+    generate = commands.add_parser("generate", help="generate motions for captions with a trained policy")
+    generate.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
+    generate.add_argument(
+        "--tokenizer", default=None, help="motion tokenizer folder (default: the one the policy records)"
+    )
+    prompt = generate.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", default=None, help="one caption")
+    prompt.add_argument("--prompts-file", default=None, help="one caption per line (# comments skipped)")
+    generate.add_argument("--num-samples", type=int, default=4, help="motions per caption")
+    generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for 196 frames")
+    generate.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    generate.add_argument("--seed", type=int, default=None)
+    generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
+    generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])
+    generate.set_defaults(func=_generate)
 
     demo = commands.add_parser("demo", help="run the pipeline on the built-in corpus; writes report.md")
     demo.add_argument("--out", default="outputs/demo")

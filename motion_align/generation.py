@@ -1,0 +1,239 @@
+"""Text-to-motion generation: captions -> motion tokens (policy) -> codes -> raw features (VQ-VAE).
+
+:func:`generate_motions` runs a T5 or LLaMA policy over batches of captions (formatted with
+:func:`motion_align.policy.format_prompt`), decodes the motion tokens with
+:class:`motion_align.vocab.MotionVocab` (every malformed generation becomes a list of problems, never an
+exception) and turns the codes into HumanML3D features with the motion tokenizer, batched.
+:func:`validity_report` sums up how many generations are usable motions of 40 to 196 frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from motion_align.motion.features import joints_from_features
+from motion_align.policy import format_prompt, load_policy, policy_family
+from motion_align.vocab import MotionVocab
+
+MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps
+FRAMES_PER_CODE = 4
+# 49 codes for 196 frames, start and end tokens, eos (T5 appends one), and some slack.
+DEFAULT_MAX_NEW_TOKENS = MAX_FRAMES // FRAMES_PER_CODE + 3 + 8
+MOTION_TOKENIZER_FILE = "motion_tokenizer.json"  # {"path": ...} in a policy folder (relative to it)
+
+
+@dataclass
+class SamplingConfig:
+    """How motion tokens are drawn; ``do_sample=False`` is greedy decoding (the sampling knobs unused)."""
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int | None = None  # None or 0: off
+    top_p: float = 1.0
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    num_samples: int = 1
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ValueError(f"top_k must be None or an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        for name in ("max_new_tokens", "num_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise ValueError(f"seed must be None or an integer, got {self.seed!r}")
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate`` (sampling knobs only when sampling)."""
+        kwargs: dict[str, Any] = dict(
+            do_sample=self.do_sample,
+            max_new_tokens=self.max_new_tokens,
+            num_return_sequences=self.num_samples,
+            use_cache=True,
+        )
+        if self.do_sample:
+            kwargs.update(temperature=float(self.temperature), top_k=self.top_k or 0, top_p=float(self.top_p))
+        return kwargs
+
+
+@dataclass
+class GeneratedMotion:
+    """One generated sample: its caption, the decoded codes and problems, and raw features (T, 263)."""
+
+    prompt: str
+    prompt_index: int
+    sample: int
+    codes: list[int]
+    problems: list[str] = field(default_factory=list)
+    features: np.ndarray | None = None
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of the decoded motion (0 when there were no codes)."""
+        return 0 if self.features is None else int(self.features.shape[0])
+
+    @property
+    def valid(self) -> bool:
+        """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
+        return not self.problems and MIN_FRAMES <= self.num_frames <= MAX_FRAMES
+
+    @property
+    def joints(self) -> np.ndarray | None:
+        """Joint positions (T, 22, 3) recovered from the features; None when there are none."""
+        return None if self.features is None else joints_from_features(self.features)
+
+
+def _encode_prompts(tokenizer: Any, captions: Sequence[str], family: str) -> dict[str, torch.Tensor]:
+    """Token ids of the formatted prompts, padded on the right (T5) or the left (LLaMA)."""
+    side = "right" if family == "t5" else "left"
+    prompts = [format_prompt(c) for c in captions]
+    return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
+
+
+def _decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.ndarray | None]:
+    """Raw features (4N, 263) of each code list, in one VQ-VAE call (-1 padding); None for no codes."""
+    longest = max((len(c) for c in codes), default=0)
+    if longest == 0:
+        return [None] * len(codes)
+    padded = torch.full((len(codes), longest), -1, dtype=torch.long)
+    for row, c in enumerate(codes):
+        padded[row, : len(c)] = torch.as_tensor(c, dtype=torch.long)
+    device = next(motion_tokenizer.parameters()).device
+    with torch.no_grad():
+        features = motion_tokenizer.decode(padded.to(device)).float().cpu().numpy()
+    f = motion_tokenizer.config.downsample_factor
+    return [features[row, : f * len(c)] if c else None for row, c in enumerate(codes)]
+
+
+def _generate_batch(
+    model: Any, tokenizer: Any, vocab: MotionVocab, captions: Sequence[str], sampling: SamplingConfig
+) -> list[Any]:
+    """Motion decodings of ``captions``, ``num_samples`` per caption, caption-major."""
+    family = policy_family(model)
+    inputs = {k: v.to(model.device) for k, v in _encode_prompts(tokenizer, captions, family).items()}
+    ids = vocab.ids(tokenizer)
+    eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
+    output = model.generate(
+        **inputs, **sampling.generate_kwargs(), eos_token_id=eos, pad_token_id=tokenizer.pad_token_id
+    )
+    if family != "t5":
+        output = output[:, inputs["input_ids"].shape[1] :]  # the prompt (left padded) comes first
+    return vocab.batch_decode(output.cpu(), tokenizer)
+
+
+def generate_motions(
+    model: Any,
+    tokenizer: Any,
+    motion_tokenizer: Any,
+    prompts: Sequence[str],
+    sampling: SamplingConfig | None = None,
+    batch_size: int = 16,
+) -> list[GeneratedMotion]:
+    """Generate ``sampling.num_samples`` motions per caption in ``prompts`` (captions, not formatted).
+
+    Results are caption-major (all samples of caption 0 first). With ``sampling.seed`` set the run is
+    reproducible (the global RNG state is restored afterwards); greedy results do not depend on
+    ``batch_size``.
+    """
+    sampling = sampling or SamplingConfig()
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("prompts must be a non-empty list of captions")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    if vocab.codebook_size != motion_tokenizer.config.codebook_size:
+        raise ValueError(
+            f"the policy has motion tokens for a codebook of {vocab.codebook_size} but the motion tokenizer "
+            f"has {motion_tokenizer.config.codebook_size} codes"
+        )
+    motions: list[GeneratedMotion] = []
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        for start in range(0, len(prompts), batch_size):
+            captions = list(prompts[start : start + batch_size])
+            decoded = _generate_batch(model, tokenizer, vocab, captions, sampling)
+            features = _decode_features(motion_tokenizer, [d.codes for d in decoded])
+            for n, (decoding, feats) in enumerate(zip(decoded, features)):
+                index = start + n // sampling.num_samples
+                sample = n % sampling.num_samples
+                motions.append(
+                    GeneratedMotion(prompts[index], index, sample, decoding.codes, decoding.problems, feats)
+                )
+    return motions
+
+
+def validity_report(motions: Sequence[GeneratedMotion]) -> dict[str, Any]:
+    """Share of valid motions, frame-length statistics and problem counts (numbers folded to ``N``)."""
+    frames = [m.num_frames for m in motions if m.num_frames]
+    problems = Counter(re.sub(r"\d+", "N", p.split(":")[0]) for m in motions for p in m.problems)
+    prompts = {m.prompt_index for m in motions}
+    valid_prompts = {m.prompt_index for m in motions if m.valid}
+    return {
+        "motions": len(motions),
+        "valid": sum(m.valid for m in motions),
+        "valid_share": sum(m.valid for m in motions) / len(motions) if motions else 0.0,
+        "prompts_with_a_valid_motion": len(valid_prompts) / len(prompts) if prompts else 0.0,
+        "clean": sum(not m.problems for m in motions),
+        "no_codes": sum(m.features is None for m in motions),
+        "too_short": sum(0 < m.num_frames < MIN_FRAMES for m in motions),
+        "too_long": sum(m.num_frames > MAX_FRAMES for m in motions),
+        "frames": {
+            "min": min(frames, default=0),
+            "max": max(frames, default=0),
+            "mean": statistics.fmean(frames) if frames else 0.0,
+            "median": statistics.median(frames) if frames else 0.0,
+        },
+        "problems": dict(problems.most_common()),
+    }
+
+
+def record_motion_tokenizer(model_dir: str | os.PathLike[str], motion_tokenizer: str) -> Path:
+    """Write ``motion_tokenizer.json`` into a policy folder, naming the motion tokenizer it was trained on."""
+    path = Path(model_dir) / MOTION_TOKENIZER_FILE
+    path.write_text(json.dumps({"path": str(motion_tokenizer)}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _recorded_motion_tokenizer(model_dir: Path) -> str:
+    file = model_dir / MOTION_TOKENIZER_FILE
+    if not file.is_file():
+        raise ValueError(f"{model_dir} does not record its motion tokenizer ({MOTION_TOKENIZER_FILE})")
+    path = json.loads(file.read_text(encoding="utf-8")).get("path")
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{file}: expected an object with a non-empty 'path'")
+    local = model_dir / path
+    return str(local) if not Path(path).is_absolute() and local.exists() else path
+
+
+def load_generator(
+    model_dir: str | os.PathLike[str], motion_tokenizer_dir: str | os.PathLike[str] | None = None
+) -> tuple[Any, Any, Any]:
+    """(policy, text tokenizer, motion tokenizer), all in eval mode and with dropout off.
+
+    Without ``motion_tokenizer_dir`` the policy folder must name one in ``motion_tokenizer.json``.
+    """
+    from motion_tokenizer import MotionVQVAE
+
+    if motion_tokenizer_dir is None:
+        motion_tokenizer_dir = _recorded_motion_tokenizer(Path(model_dir))
+    model, tokenizer = load_policy(model_dir, dropout=0.0)
+    motion_tokenizer = MotionVQVAE.from_pretrained(str(motion_tokenizer_dir))
+    return model.eval(), tokenizer, motion_tokenizer.eval()

@@ -1,0 +1,238 @@
+"""Text-to-motion generation with tiny policies of both families, briefly trained to emit known codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_tokenizer_training import tiny_config
+
+from motion_align.cli import main
+from motion_align.generation import (
+    GeneratedMotion,
+    SamplingConfig,
+    generate_motions,
+    load_generator,
+    record_motion_tokenizer,
+    validity_report,
+)
+from motion_align.policy import build_policy, format_prompt, save_policy
+from motion_align.text_tokenizer import train_text_tokenizer
+from motion_align.tokenizer_training import train_tokenizer
+from motion_align.vocab import MotionVocab
+from motion_tokenizer import MotionVQVAE
+
+FAMILIES = ("t5", "llama")
+# caption -> the codes the trained policy must reproduce: 48, 32 (too short) and 60 frames.
+TARGETS = {
+    "a person jumps twice": [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8],
+    "someone waves the left hand": [10, 20, 30, 40, 50, 60, 7, 7],
+    "the man walks forward and stops": [2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4],
+}
+CAPTIONS = list(TARGETS)
+TEXTS = [format_prompt(c) for c in CAPTIONS] + ["a woman kicks with the right leg, then sits down."]
+GREEDY = SamplingConfig(do_sample=False)
+
+
+@pytest.fixture(scope="module")
+def motion_tokenizer_dir(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("generation") / "motion_tokenizer"
+    train_tokenizer(tiny_config(tiny_corpus, out, max_steps=2, eval_max_clips=2, save_steps=100))
+    return out
+
+
+@pytest.fixture(scope="module")
+def motion_tokenizer(motion_tokenizer_dir):
+    return MotionVQVAE.from_pretrained(str(motion_tokenizer_dir)).eval()
+
+
+def _examples(tokenizer, family: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input ids, labels) per caption: T5 input/target pairs, LLaMA prompt + motion + eos."""
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    out = []
+    for caption, codes in TARGETS.items():
+        prompt = tokenizer(format_prompt(caption)).input_ids
+        motion = vocab.codes_to_ids(codes, tokenizer) + [tokenizer.eos_token_id]
+        if family == "t5":
+            out.append((torch.tensor([prompt]), torch.tensor([motion])))
+        else:
+            out.append((torch.tensor([prompt + motion]), torch.tensor([[-100] * len(prompt) + motion])))
+    return out
+
+
+def _fits(model, examples, family: str) -> bool:
+    """True when teacher-forced argmax reproduces every target: greedy decoding then emits it."""
+    with torch.no_grad():
+        for ids, labels in examples:
+            logits = model(input_ids=ids, labels=labels).logits
+            if family == "llama":  # position t predicts token t + 1
+                logits, labels = logits[:, :-1], labels[:, 1:]
+            mask = labels != -100
+            if not torch.equal(logits.argmax(-1)[mask], labels[mask]):
+                return False
+    return True
+
+
+def _train_policy(family: str, codebook_size: int, max_steps: int = 200, extra_steps: int = 10):
+    """A tiny policy trained (AdamW, lr 5e-3) until greedy decoding gives TARGETS, then a few steps more."""
+    torch.manual_seed(0)
+    model, tokenizer = build_policy(family, "tiny", train_text_tokenizer(TEXTS, family), codebook_size)
+    examples = _examples(tokenizer, family)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    stop = max_steps
+    for step in range(max_steps):
+        if step == stop:
+            break
+        model.train()
+        loss = sum(model(input_ids=ids, labels=labels).loss for ids, labels in examples)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if stop == max_steps and step % 5 == 4 and _fits(model.eval(), examples, family):
+            stop = step + 1 + extra_steps  # a margin, so batching and padding cannot flip an argmax
+    assert _fits(model.eval(), examples, family), f"the tiny {family} policy did not learn TARGETS"
+    return model.eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def policies(motion_tokenizer):
+    K = motion_tokenizer.config.codebook_size
+    return {family: _train_policy(family, K) for family in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def saved(policies, motion_tokenizer_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("policies")
+    return {fam: save_policy(model, tok, root / fam) for fam, (model, tok) in policies.items()}
+
+
+def test_sampling_config_refuses_bad_values():
+    for bad in (dict(temperature=0), dict(top_p=0), dict(top_p=1.5), dict(top_k=-1), dict(num_samples=0),
+                dict(max_new_tokens=0), dict(seed=1.5)):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SamplingConfig(**bad)
+    assert SamplingConfig().max_new_tokens >= 49 + 2
+
+
+def test_valid_needs_clean_codes_and_40_to_196_frames():
+    def motion(frames: int, problems=()) -> GeneratedMotion:
+        return GeneratedMotion("c", 0, 0, [0] * (frames // 4), list(problems), np.zeros((frames, 263)))
+
+    assert [motion(n).valid for n in (36, 40, 196, 200)] == [False, True, True, False]
+    assert not motion(48, ["missing end token"]).valid
+    empty = GeneratedMotion("c", 0, 0, [], ["empty motion"], None)
+    assert empty.num_frames == 0 and empty.joints is None and not empty.valid
+    report = validity_report([motion(36), motion(48), motion(200), empty])
+    assert (report["valid"], report["too_short"], report["too_long"], report["no_codes"]) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_generation_reproduces_the_trained_codes(family, policies, motion_tokenizer):
+    model, tokenizer = policies[family]
+    motions = generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, GREEDY)
+    assert [m.codes for m in motions] == list(TARGETS.values())
+    assert [m.prompt for m in motions] == CAPTIONS and [m.prompt_index for m in motions] == [0, 1, 2]
+    for m in motions:
+        assert m.problems == [] and m.features.shape == (4 * len(m.codes), 263)
+        assert m.num_frames == 4 * len(m.codes) and m.joints.shape == (m.num_frames, 22, 3)
+    assert [m.valid for m in motions] == [True, False, True]  # 48, 32 (< 40) and 60 frames
+    alone = [generate_motions(model, tokenizer, motion_tokenizer, [c], GREEDY)[0] for c in CAPTIONS]
+    batched = generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, GREEDY, batch_size=2)
+    for a, b, c in zip(alone, batched, motions):
+        assert a.codes == b.codes == c.codes
+        np.testing.assert_allclose(a.features, c.features, atol=1e-5)
+    report = validity_report(motions)
+    assert report["motions"] == 3 and report["valid"] == 2 and report["too_short"] == 1
+    assert report["frames"] == {"min": 32, "max": 60, "mean": pytest.approx(140 / 3), "median": 48}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sampling_is_seeded_and_gives_num_samples_per_prompt(family, policies, motion_tokenizer):
+    model, tokenizer = policies[family]
+    hot = dict(temperature=5.0, num_samples=3, max_new_tokens=20)
+    runs = [
+        generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS[:2], SamplingConfig(seed=s, **hot))
+        for s in (1, 1, 2)
+    ]
+    assert [(m.prompt_index, m.sample) for m in runs[0]] == [(i, k) for i in range(2) for k in range(3)]
+    assert [m.codes for m in runs[0]] == [m.codes for m in runs[1]]
+    assert [m.codes for m in runs[0]] != [m.codes for m in runs[2]]
+
+
+def test_llama_outputs_exclude_the_prompt(policies, motion_tokenizer, monkeypatch):
+    model, tokenizer = policies["llama"]
+    seen = []
+    original = MotionVocab.batch_decode
+    monkeypatch.setattr(
+        MotionVocab, "batch_decode", lambda self, rows, tok: seen.append(rows) or original(self, rows, tok)
+    )
+    motions = generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS[:2], GREEDY)
+    assert [m.codes for m in motions] == [TARGETS[c] for c in CAPTIONS[:2]] and not motions[0].problems
+    rows = seen[0].tolist()
+    som = MotionVocab.from_tokenizer(tokenizer).ids(tokenizer)[-3]
+    assert [row[0] for row in rows] == [som, som]  # generated tokens only: no bos, prompt or left padding
+    assert all(tokenizer.bos_token_id not in row for row in rows)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_untrained_policy_gives_problems_not_crashes(family, motion_tokenizer):
+    torch.manual_seed(1)
+    K = motion_tokenizer.config.codebook_size
+    model, tokenizer = build_policy(family, "tiny", train_text_tokenizer(TEXTS, family), K)
+    sampling = SamplingConfig(seed=0, num_samples=2, max_new_tokens=12)
+    motions = generate_motions(model.eval(), tokenizer, motion_tokenizer, CAPTIONS, sampling)
+    assert len(motions) == 6 and all(isinstance(m, GeneratedMotion) for m in motions)
+    assert all(m.problems and not m.valid for m in motions)
+    report = validity_report(motions)
+    assert report["valid_share"] == 0.0 and sum(report["problems"].values()) >= 6
+
+
+def test_mismatched_codebooks_are_refused(motion_tokenizer):
+    model, tokenizer = build_policy("t5", "tiny", train_text_tokenizer(TEXTS, "t5"), 8)
+    with pytest.raises(ValueError, match="codebook of 8"):
+        generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, GREEDY)
+
+
+def test_load_generator_reads_the_recorded_motion_tokenizer(saved, motion_tokenizer_dir, tmp_path):
+    with pytest.raises(ValueError, match="motion_tokenizer.json"):
+        load_generator(saved["t5"])
+    record_motion_tokenizer(saved["t5"], str(motion_tokenizer_dir))
+    model, tokenizer, motion_tokenizer = load_generator(saved["t5"])
+    assert not model.training and not motion_tokenizer.training
+    (saved["t5"] / "motion_tokenizer.json").unlink()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_generate_writes_files_and_jsonl(family, saved, motion_tokenizer_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"# held-out captions\n{CAPTIONS[0]}\n\n{CAPTIONS[1]}\n")
+    out = tmp_path / "out"
+    argv = ["generate", "--model", str(saved[family]), "--tokenizer", str(motion_tokenizer_dir),
+            "--prompts-file", str(prompts), "--num-samples", "2", "--out", str(out), "--temperature", "0.01",
+            "--seed", "3", "--formats", "png"]  # fmt: skip
+    assert main(argv) == 0
+    assert "valid" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["sample"]) for r in rows] == [(c, k) for c in CAPTIONS[:2] for k in range(2)]
+    assert rows[0]["codes"] == TARGETS[CAPTIONS[0]] and rows[0]["valid"] and rows[0]["num_frames"] == 48
+    assert rows[2]["valid"] is False and rows[2]["num_frames"] == 32
+    folder = out / "0_a-person-jumps-twice"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "sample_0.npy", "sample_0.png", "sample_1.npy", "sample_1.png"]  # fmt: skip
+    assert np.load(folder / "sample_0.npy").shape == (48, 263)
+    assert all((out / f).is_file() for f in rows[3]["files"])
+
+
+def test_cli_generate_refuses_an_empty_prompts_file(saved, motion_tokenizer_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    argv = ["generate", "--model", str(saved["t5"]), "--tokenizer", str(motion_tokenizer_dir),
+            "--prompts-file", str(empty), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "empty.txt" in capsys.readouterr().err
+    argv[5:7] = ["--prompt", CAPTIONS[0]]
+    assert main([*argv, "--greedy", "--num-samples", "1", "--formats", "gif"]) == 0
+    assert "1 valid (100.0%" in capsys.readouterr().out
+    assert (tmp_path / "out" / "0_a-person-jumps-twice" / "sample_0.gif").is_file()
