@@ -1,0 +1,63 @@
+"""SFT examples from a tokenized dataset: one prompt-completion row per (item, caption).
+
+``prompt`` is :func:`motion_align.policy.format_prompt` of the caption and ``completion`` the motion string
+of the item's codes (start token, code tokens, end token), TRL's prompt-completion convention. The text
+tokenizer's eos is not part of the completion: the trainer appends it (TRL adds it to a LLaMA completion,
+the T5 tokenizer appends ``</s>`` to the labels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from motion_align.policy import format_prompt
+from motion_align.vocab import MotionVocab
+
+TOKENIZATION_FILE = "tokenization.json"
+
+
+def read_codebook_size(data_dir: str | os.PathLike[str]) -> int:
+    """The codebook size recorded in ``<data_dir>/tokenization.json`` by ``tokenize_folder``."""
+    path = Path(data_dir) / TOKENIZATION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {data_dir} is not a folder written by `motion-align tokenize`"
+        )
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(info.get("codebook_size"), int):
+        raise ValueError(f"{path}: field 'codebook_size' is missing or not an int")
+    return info["codebook_size"]
+
+
+def sft_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[str, list[str]]:
+    """A batch of tokenized items -> a batch of prompt-completion rows, one per caption."""
+    prompts: list[str] = []
+    completions: list[str] = []
+    for captions, codes in zip(batch["captions"], batch["codes"], strict=True):
+        motion = vocab.codes_to_string(codes)
+        for caption in captions:
+            prompts.append(format_prompt(caption))
+            completions.append(motion)
+    return {"prompt": prompts, "completion": completions}
+
+
+def get_sft_dataset(tokenized: Any, codebook_size: int, num_proc: int | None = None) -> Any:
+    """A Dataset or DatasetDict of ``{"prompt", "completion"}`` rows from a tokenized one (same splits)."""
+    vocab = MotionVocab(codebook_size)
+    columns = tokenized.column_names
+    if isinstance(columns, dict):  # DatasetDict: the columns of any split
+        columns = next(iter(columns.values()))
+    return tokenized.map(
+        sft_rows, batched=True, fn_kwargs={"vocab": vocab}, remove_columns=columns, num_proc=num_proc
+    )
+
+
+def load_sft_dataset(data_dir: str | os.PathLike[str], codebook_size: int | None = None) -> Any:
+    """Load the tokenized DatasetDict at ``data_dir`` and turn every split into SFT rows."""
+    import datasets
+
+    size = read_codebook_size(data_dir) if codebook_size is None else codebook_size
+    return get_sft_dataset(datasets.load_from_disk(str(data_dir)), size)

@@ -1,0 +1,167 @@
+"""SFT of T5 and LLaMA policies on a tokenized tiny corpus: data rows, label masks, training, resume, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+from test_tokenizer_training import tiny_config
+from trl import TrlParser
+
+from motion_align.configs import MotionSFTConfig
+from motion_align.data.sft import load_sft_dataset
+from motion_align.data.tokenized import tokenize_folder
+from motion_align.policy import format_prompt, load_policy
+from motion_align.tokenizer_training import train_tokenizer
+from motion_align.trainers import MotionSFTTrainer, get_sft_trainer
+from motion_align.trainers.sft import get_sft_policy, save_sft_policy
+from motion_align.vocab import MotionVocab
+from motion_tokenizer import MotionVQVAE
+
+FAMILIES = ("t5", "llama")
+
+
+@pytest.fixture(scope="module")
+def tokenized(tiny_corpus, tmp_path_factory) -> Path:
+    """The tiny corpus tokenized by a motion tokenizer trained for a few steps."""
+    root = tmp_path_factory.mktemp("sft_data")
+    train_tokenizer(tiny_config(tiny_corpus, root / "tok", max_steps=4, eval_max_clips=2))
+    tokenize_folder(MotionVQVAE.from_pretrained(root / "tok"), tiny_corpus, root / "codes")
+    return root / "codes"
+
+
+def sft_config(family: str, data_dir: Path, output_dir: Path, *args: str) -> MotionSFTConfig:
+    """The tiny recipe of ``family`` pointed at the test data, with extra command-line flags."""
+    (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config(
+        [
+            "--config",
+            str(REPO / f"recipes/{family}/sft/config_tiny.yaml"),
+            "--data_dir",
+            str(data_dir),
+            "--output_dir",
+            str(output_dir),
+            "--disable_tqdm",
+            "true",
+            *args,
+        ]  # fmt: skip
+    )
+    return config
+
+
+def make_trainer(config: MotionSFTConfig):
+    torch.manual_seed(config.seed)
+    model, tokenizer = get_sft_policy(config)
+    dataset = load_sft_dataset(config.data_dir)
+    return get_sft_trainer(model, tokenizer, config, dataset["train"], dataset["val"]), tokenizer
+
+
+def test_rows_are_one_prompt_completion_per_caption(tokenized):
+    codebook_size = json.loads((tokenized / "tokenization.json").read_text())["codebook_size"]
+    vocab = MotionVocab(codebook_size)
+    import datasets
+
+    items = datasets.load_from_disk(str(tokenized))["train"]
+    rows = load_sft_dataset(tokenized)["train"]
+    assert rows.column_names == ["prompt", "completion"]
+    expected = [
+        (format_prompt(c), vocab.codes_to_string(it["codes"])) for it in items for c in it["captions"]
+    ]
+    assert [(r["prompt"], r["completion"]) for r in rows] == expected
+    assert rows[0]["prompt"].startswith("Generate motion: ") and rows[0]["completion"].startswith(vocab.som)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_labels_cover_exactly_the_motion_tokens(family, tokenized, tmp_path):
+    trainer, tokenizer = make_trainer(sft_config(family, tokenized, tmp_path))
+    assert isinstance(trainer, MotionSFTTrainer) == (family == "t5")
+    rows = load_sft_dataset(tokenized)["train"]
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    for i in (0, 5):
+        example = trainer.train_dataset[i]
+        codes = vocab.decode(rows[i]["completion"]).codes
+        motion = vocab.codes_to_ids(codes, tokenizer) + [tokenizer.eos_token_id]
+        if family == "t5":
+            assert example["labels"] == motion
+            assert example["input_ids"] == tokenizer(rows[i]["prompt"])["input_ids"]
+        else:
+            prompt = tokenizer(rows[i]["prompt"])["input_ids"]
+            assert example["input_ids"] == prompt + motion
+            assert example["labels"] == [-100] * len(prompt) + motion
+    examples = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    examples = sorted(examples, key=lambda e: len(e["labels"]))[:: len(examples) - 1]  # shortest, longest
+    assert len(examples[0]["labels"]) < len(examples[1]["labels"])
+    batch = trainer.data_collator(examples)
+    for row, example in enumerate(examples):  # padding is masked in labels and attention
+        n, m = len(example["labels"]), len(example["input_ids"])
+        assert batch["labels"][row, :n].tolist() == example["labels"]
+        assert (batch["labels"][row, n:] == -100).all()
+        assert batch["attention_mask"][row].tolist() == [1] * m + [0] * (batch["input_ids"].shape[1] - m)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_learns_saves_and_generates(family, tokenized, tmp_path):
+    config = sft_config(family, tokenized, tmp_path / "out", "--max_steps", "12", "--eval_steps", "6",
+                        "--save_strategy", "no", "--logging_steps", "1")  # fmt: skip
+    trainer, tokenizer = make_trainer(config)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    unchanged = [n for n, p in trainer.model.named_parameters() if n in before and torch.equal(p, before[n])]
+    assert not unchanged
+    assert any("eval_loss" in log for log in trainer.state.log_history)
+    assert any("eval_mean_token_accuracy" in log for log in trainer.state.log_history)
+    save_sft_policy(trainer, tokenizer, config.output_dir)
+    model, tokenizer = load_policy(config.output_dir)
+    inputs = tokenizer([format_prompt("a person jumps")], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    new = out[0] if family == "t5" else out[0, inputs["input_ids"].shape[1] :]
+    decoding = MotionVocab.from_tokenizer(tokenizer).decode(new, tokenizer)
+    assert isinstance(decoding.codes, list)
+    config.model_name_or_path = config.output_dir  # a later SFT run can start from the saved policy
+    again, _ = get_sft_policy(config)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+
+
+def test_resume_ends_with_the_uninterrupted_weights(tokenized, tmp_path):
+    flags = ("--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no", "--save_total_limit", "3")
+    straight, _ = make_trainer(sft_config("t5", tokenized, tmp_path / "a", *flags))
+    straight.train()
+    resumed, _ = make_trainer(sft_config("t5", tokenized, tmp_path / "b", *flags))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    assert resumed.state.global_step == 4
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+
+
+def test_every_sft_recipe_parses_and_unknown_keys_are_refused(tmp_path):
+    paths = sorted((REPO / "recipes").glob("*/sft/*.yaml"))
+    assert len(paths) == 4
+    for path in paths:
+        (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config(["--config", str(path)])
+        assert config.family in FAMILIES and not config.bf16 and config.eval_strategy == "steps"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("family: t5\nlearning_rte: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rte"):
+        TrlParser((MotionSFTConfig,)).parse_args_and_config(["--config", str(bad)])
+
+
+def test_two_process_cpu_run_trains_and_saves(tokenized, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517",
+           str(REPO / "recipes/sft.py"), "--config", str(REPO / "recipes/t5/sft/config_tiny.yaml"),
+           "--data_dir", str(tokenized), "--output_dir", str(tmp_path / "out"), "--max_steps", "4",
+           "--save_steps", "2", "--eval_steps", "2", "--disable_tqdm", "true"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = json.loads((tmp_path / "out" / "sft_run.json").read_text())
+    assert run["world_size"] == 2 and "eval_loss" in run["eval"]
+    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 4
+    assert (tmp_path / "out" / "checkpoint-4").is_dir()
+    model, _ = load_policy(tmp_path / "out")
+    assert model.config.is_encoder_decoder
