@@ -64,6 +64,7 @@ def _tokenize(args: argparse.Namespace) -> None:
         args.out,
         splits=args.splits,
         overwrite=args.overwrite,
+        tokenizer_path=args.tokenizer,
     )
     print(f"wrote {args.out}: " + ", ".join(f"{name} {len(part)}" for name, part in dataset.items()))
 

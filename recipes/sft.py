@@ -20,7 +20,8 @@ import torch.distributed as dist
 from trl import TrlParser
 
 from motion_align.configs import MotionSFTConfig
-from motion_align.data.sft import load_sft_dataset
+from motion_align.data.sft import load_sft_dataset, read_tokenization
+from motion_align.generation import record_motion_tokenizer
 from motion_align.trainers import get_sft_trainer
 from motion_align.trainers.sft import get_sft_policy, save_sft_policy
 
@@ -56,6 +57,9 @@ def main() -> None:
     if trainer.accelerator.is_main_process:
         trainer.save_state()
         save_sft_policy(trainer, tokenizer, config.output_dir)
+        motion_tokenizer = read_tokenization(config.data_dir).get("motion_tokenizer")
+        if motion_tokenizer:  # lets `motion-align generate --model <output_dir>` find its VQ-VAE
+            record_motion_tokenizer(config.output_dir, motion_tokenizer)
         run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
         (Path(config.output_dir) / "sft_run.json").write_text(json.dumps(run, indent=2) + "\n")
         logger.info("saved the policy to %s", config.output_dir)

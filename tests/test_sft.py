@@ -13,8 +13,9 @@ from test_tokenizer_training import tiny_config
 from trl import TrlParser
 
 from motion_align.configs import MotionSFTConfig
-from motion_align.data.sft import load_sft_dataset
+from motion_align.data.sft import load_sft_dataset, read_tokenization
 from motion_align.data.tokenized import tokenize_folder
+from motion_align.generation import load_generator
 from motion_align.policy import format_prompt, load_policy
 from motion_align.tokenizer_training import train_tokenizer
 from motion_align.trainers import MotionSFTTrainer, get_sft_trainer
@@ -30,7 +31,9 @@ def tokenized(tiny_corpus, tmp_path_factory) -> Path:
     """The tiny corpus tokenized by a motion tokenizer trained for a few steps."""
     root = tmp_path_factory.mktemp("sft_data")
     train_tokenizer(tiny_config(tiny_corpus, root / "tok", max_steps=4, eval_max_clips=2))
-    tokenize_folder(MotionVQVAE.from_pretrained(root / "tok"), tiny_corpus, root / "codes")
+    tokenize_folder(
+        MotionVQVAE.from_pretrained(root / "tok"), tiny_corpus, root / "codes", tokenizer_path=root / "tok"
+    )
     return root / "codes"
 
 
@@ -165,3 +168,6 @@ def test_two_process_cpu_run_trains_and_saves(tokenized, tmp_path):
     assert (tmp_path / "out" / "checkpoint-4").is_dir()
     model, _ = load_policy(tmp_path / "out")
     assert model.config.is_encoder_decoder
+    # The policy names the motion tokenizer of its dataset, so `motion-align generate` needs no --tokenizer.
+    _, _, motion_tokenizer = load_generator(tmp_path / "out")
+    assert motion_tokenizer.config.codebook_size == read_tokenization(tokenized)["codebook_size"]

@@ -19,14 +19,20 @@ from motion_align.vocab import MotionVocab
 TOKENIZATION_FILE = "tokenization.json"
 
 
-def read_codebook_size(data_dir: str | os.PathLike[str]) -> int:
-    """The codebook size recorded in ``<data_dir>/tokenization.json`` by ``tokenize_folder``."""
+def read_tokenization(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``<data_dir>/tokenization.json``, written by ``tokenize_folder`` (codebook size, motion tokenizer)."""
     path = Path(data_dir) / TOKENIZATION_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {data_dir} is not a folder written by `motion-align tokenize`"
         )
-    info = json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_codebook_size(data_dir: str | os.PathLike[str]) -> int:
+    """The codebook size recorded in ``<data_dir>/tokenization.json`` by ``tokenize_folder``."""
+    path = Path(data_dir) / TOKENIZATION_FILE
+    info = read_tokenization(data_dir)
     if not isinstance(info.get("codebook_size"), int):
         raise ValueError(f"{path}: field 'codebook_size' is missing or not an int")
     return info["codebook_size"]

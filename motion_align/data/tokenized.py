@@ -45,8 +45,13 @@ def tokenize_folder(
     splits: Sequence[str] = SPLITS,
     batch_size: int = 64,
     overwrite: bool = False,
+    tokenizer_path: str | Path | None = None,
 ):
-    """Encodes every item of ``splits`` and saves a DatasetDict to ``out_dir``; returns it."""
+    """Encodes every item of ``splits`` and saves a DatasetDict to ``out_dir``; returns it.
+
+    ``tokenizer_path`` (the motion tokenizer's folder) is recorded in ``tokenization.json`` so that
+    policies trained on the dataset can name the tokenizer that decodes their codes.
+    """
     import datasets
 
     out_dir = Path(out_dir)
@@ -75,6 +80,7 @@ def tokenize_folder(
         dataset.save_to_disk(str(tmp))
         info = {
             "data_dir": str(data_dir),
+            "motion_tokenizer": _where(tokenizer_path),
             "codebook_size": motion_tokenizer.config.codebook_size,
             "downsample_factor": motion_tokenizer.config.downsample_factor,
             "splits": {name: len(part) for name, part in parts.items()},
@@ -86,6 +92,13 @@ def tokenize_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dataset
+
+
+def _where(tokenizer_path: str | Path | None) -> str | None:
+    """A local folder as an absolute path (the dataset may be read from elsewhere); a Hub id as is."""
+    if tokenizer_path is None:
+        return None
+    return str(Path(tokenizer_path).resolve()) if Path(tokenizer_path).exists() else str(tokenizer_path)
 
 
 def decode_codes(motion_tokenizer, codes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
