@@ -140,6 +140,7 @@ def _generate(args: argparse.Namespace) -> None:
         top_p=args.top_p,
         num_samples=args.num_samples,
         seed=args.seed,
+        motion_only=not args.any_token,
     )
     if args.max_new_tokens is not None:
         sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for 196 frames")
     generate.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    generate.add_argument(
+        "--any-token", action="store_true", help="let text tokens be drawn too (default: motion tokens only)"
+    )
     generate.add_argument("--seed", type=int, default=None)
     generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
     generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from motion_align.motion.features import joints_from_features
 from motion_align.policy import format_prompt, load_policy, policy_family
@@ -44,6 +45,8 @@ class SamplingConfig:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     num_samples: int = 1
     seed: int | None = None
+    #: Only motion tokens (codes, start, end) and eos may be drawn: text tokens can never be mixed in.
+    motion_only: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
@@ -121,6 +124,18 @@ def _decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.n
     return [features[row, : f * len(c)] if c else None for row, c in enumerate(codes)]
 
 
+class _AllowedTokens(LogitsProcessor):
+    """Sets the score of every token outside ``allowed`` to -inf."""
+
+    def __init__(self, allowed: Sequence[int]) -> None:
+        self.allowed = torch.tensor(sorted(set(allowed)))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, self.allowed.to(scores.device)] = 0.0
+        return scores + mask
+
+
 def _generate_batch(
     model: Any, tokenizer: Any, vocab: MotionVocab, captions: Sequence[str], sampling: SamplingConfig
 ) -> list[Any]:
@@ -129,9 +144,12 @@ def _generate_batch(
     inputs = {k: v.to(model.device) for k, v in _encode_prompts(tokenizer, captions, family).items()}
     ids = vocab.ids(tokenizer)
     eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
-    output = model.generate(
-        **inputs, **sampling.generate_kwargs(), eos_token_id=eos, pad_token_id=tokenizer.pad_token_id
-    )
+    kwargs = sampling.generate_kwargs()
+    if sampling.motion_only:  # codes, start and end of motion, eos; never the mask token or text
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [_AllowedTokens([*ids[: vocab.codebook_size + 2], *eos])]
+        )
+    output = model.generate(**inputs, **kwargs, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
     if family != "t5":
         output = output[:, inputs["input_ids"].shape[1] :]  # the prompt (left padded) comes first
     return vocab.batch_decode(output.cpu(), tokenizer)

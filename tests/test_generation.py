@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -181,12 +182,18 @@ def test_an_untrained_policy_gives_problems_not_crashes(family, motion_tokenizer
     torch.manual_seed(1)
     K = motion_tokenizer.config.codebook_size
     model, tokenizer = build_policy(family, "tiny", train_text_tokenizer(TEXTS, family), K)
-    sampling = SamplingConfig(seed=0, num_samples=2, max_new_tokens=12)
+    sampling = SamplingConfig(seed=0, num_samples=2, max_new_tokens=12, motion_only=False)
     motions = generate_motions(model.eval(), tokenizer, motion_tokenizer, CAPTIONS, sampling)
     assert len(motions) == 6 and all(isinstance(m, GeneratedMotion) for m in motions)
     assert all(m.problems and not m.valid for m in motions)
     report = validity_report(motions)
     assert report["valid_share"] == 0.0 and sum(report["problems"].values()) >= 6
+    assert any("text token" in problem for m in motions for problem in m.problems)
+    # Restricted to motion tokens (the default), the same model can no longer mix text in.
+    motions = generate_motions(
+        model, tokenizer, motion_tokenizer, CAPTIONS, replace(sampling, motion_only=True)
+    )
+    assert not any("text token" in problem for m in motions for problem in m.problems)
 
 
 def test_mismatched_codebooks_are_refused(motion_tokenizer):
