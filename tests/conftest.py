@@ -18,3 +18,22 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 
 from hub_stand_in import hub_fixture  # noqa: E402, F401  (the `hub` fixture: a local stand-in for the Hub)
+
+
+def parse_recipe(config_class, recipe: str, *flags: str):
+    """A recipe YAML of the checkout parsed as ``accelerate launch recipes/...`` would, plus flags."""
+    from trl import TrlParser
+
+    (config,) = TrlParser((config_class,)).parse_args_and_config(["--config", str(REPO / recipe), *flags])
+    return config
+
+
+def tiny_tokenizer_config(data_dir, output_dir, **overrides):
+    """The tiny tokenizer recipe pointed at ``data_dir``/``output_dir``, with attribute overrides."""
+    from motion_align.configs import TokenizerTrainingConfig
+
+    config = parse_recipe(TokenizerTrainingConfig, "recipes/tokenizer/tiny.yaml", "--data_dir", str(data_dir),
+                          "--output_dir", str(output_dir), "--disable_tqdm", "true")  # fmt: skip
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_tokenizer_training import tiny_config
+from conftest import tiny_tokenizer_config
 
 from motion_align.cli import main
 from motion_align.generation import (
@@ -40,7 +40,7 @@ GREEDY = SamplingConfig(do_sample=False)
 @pytest.fixture(scope="module")
 def motion_tokenizer_dir(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("generation") / "motion_tokenizer"
-    train_tokenizer(tiny_config(tiny_corpus, out, max_steps=2, eval_max_clips=2, save_steps=100))
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, out, max_steps=2, eval_max_clips=2, save_steps=100))
     return out
 
 

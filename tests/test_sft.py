@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
-from test_tokenizer_training import tiny_config
+from conftest import REPO, parse_recipe, tiny_tokenizer_config
 from trl import TrlParser
 
 from motion_align.configs import MotionSFTConfig
@@ -30,7 +29,7 @@ FAMILIES = ("t5", "llama")
 def tokenized(tiny_corpus, tmp_path_factory) -> Path:
     """The tiny corpus tokenized by a motion tokenizer trained for a few steps."""
     root = tmp_path_factory.mktemp("sft_data")
-    train_tokenizer(tiny_config(tiny_corpus, root / "tok", max_steps=4, eval_max_clips=2))
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, root / "tok", max_steps=4, eval_max_clips=2))
     tokenize_folder(
         MotionVQVAE.from_pretrained(root / "tok"), tiny_corpus, root / "codes", tokenizer_path=root / "tok"
     )
@@ -39,20 +38,8 @@ def tokenized(tiny_corpus, tmp_path_factory) -> Path:
 
 def sft_config(family: str, data_dir: Path, output_dir: Path, *args: str) -> MotionSFTConfig:
     """The tiny recipe of ``family`` pointed at the test data, with extra command-line flags."""
-    (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config(
-        [
-            "--config",
-            str(REPO / f"recipes/{family}/sft/config_tiny.yaml"),
-            "--data_dir",
-            str(data_dir),
-            "--output_dir",
-            str(output_dir),
-            "--disable_tqdm",
-            "true",
-            *args,
-        ]  # fmt: skip
-    )
-    return config
+    flags = ["--data_dir", str(data_dir), "--output_dir", str(output_dir), "--disable_tqdm", "true", *args]
+    return parse_recipe(MotionSFTConfig, f"recipes/{family}/sft/config_tiny.yaml", *flags)
 
 
 def make_trainer(config: MotionSFTConfig):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, tiny_tokenizer_config
 from trl import TrlParser
 
 from motion_align.configs import TokenizerTrainingConfig
@@ -16,24 +16,6 @@ from motion_align.data.tokenized import decode_codes, tokenize_folder
 from motion_align.motion.humanml3d import MotionFormatError
 from motion_align.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
-
-
-def tiny_config(data_dir, output_dir, **overrides) -> TokenizerTrainingConfig:
-    (config,) = TrlParser((TokenizerTrainingConfig,)).parse_args_and_config(
-        [
-            "--config",
-            str(REPO / "recipes/tokenizer/tiny.yaml"),
-            "--data_dir",
-            str(data_dir),
-            "--output_dir",
-            str(output_dir),
-            "--disable_tqdm",
-            "true",
-        ]
-    )
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
 
 
 def test_every_tokenizer_recipe_parses_and_unknown_keys_are_refused(tmp_path):
@@ -56,7 +38,7 @@ def test_windows_are_deterministic_per_step_and_rank(tiny_corpus):
 
 
 def test_training_writes_a_loadable_tokenizer_with_its_evaluation(tiny_corpus, tmp_path):
-    record = train_tokenizer(tiny_config(tiny_corpus, tmp_path))
+    record = train_tokenizer(tiny_tokenizer_config(tiny_corpus, tmp_path))
     assert record["world_size"] == 1
     result = json.loads((tmp_path / "eval_results.json").read_text())["test"]
     assert result["clips"] > 0 and result["mpjpe_mm"] > 0 and 0 < result["codebook_usage"] <= 1
@@ -70,23 +52,27 @@ def test_training_writes_a_loadable_tokenizer_with_its_evaluation(tiny_corpus, t
 
 def test_resume_ends_where_an_uninterrupted_run_would_have(tiny_corpus, tmp_path):
     straight = tmp_path / "straight"
-    train_tokenizer(tiny_config(tiny_corpus, straight, eval_max_clips=2))
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, straight, eval_max_clips=2))
     resumed = tmp_path / "resumed"
-    train_tokenizer(tiny_config(tiny_corpus, resumed, eval_max_clips=2))
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, resumed, eval_max_clips=2))
     (resumed / "model.safetensors").unlink()
-    train_tokenizer(tiny_config(tiny_corpus, resumed, eval_max_clips=2, resume_from_checkpoint="latest"))
+    train_tokenizer(
+        tiny_tokenizer_config(tiny_corpus, resumed, eval_max_clips=2, resume_from_checkpoint="latest")
+    )
     a = MotionVQVAE.from_pretrained(straight).state_dict()
     b = MotionVQVAE.from_pretrained(resumed).state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
     steps = [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20]  # the lines written after checkpoint-10 are not repeated
     fresh = tmp_path / "fresh"  # without the optimizer/RNG state the run would differ
-    train_tokenizer(tiny_config(tiny_corpus, fresh, eval_max_clips=2, max_steps=10))
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, fresh, eval_max_clips=2, max_steps=10))
     assert not torch.equal(
         MotionVQVAE.from_pretrained(fresh).state_dict()["quantizer.codebook"], a["quantizer.codebook"]
     )
     with pytest.raises(FileNotFoundError, match="no checkpoint-"):
-        train_tokenizer(tiny_config(tiny_corpus, tmp_path / "none", resume_from_checkpoint="latest"))
+        train_tokenizer(
+            tiny_tokenizer_config(tiny_corpus, tmp_path / "none", resume_from_checkpoint="latest")
+        )
 
 
 def test_two_process_training_on_cpu(tiny_corpus, tmp_path):
@@ -123,7 +109,7 @@ def test_two_process_training_on_cpu(tiny_corpus, tmp_path):
 
 
 def test_tokenize_folder_gives_codes_that_decode_back(tiny_corpus, tmp_path):
-    train_tokenizer(tiny_config(tiny_corpus, tmp_path / "tok", max_steps=4, eval_max_clips=2))
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, tmp_path / "tok", max_steps=4, eval_max_clips=2))
     tokenizer = MotionVQVAE.from_pretrained(tmp_path / "tok")
     dataset = tokenize_folder(tokenizer, tiny_corpus, tmp_path / "codes", splits=("train", "test"))
     assert set(dataset) == {"train", "test"}
