@@ -24,17 +24,22 @@ from motion_align.motion.features import joints_from_features
 SPLITS = ("train", "val", "test")
 
 
-def _encode_items(motion_tokenizer, items: list, batch_size: int, desc: str) -> list[list[int]]:
-    codes: list[list[int]] = []
-    for begin in tqdm(range(0, len(items), batch_size), desc=desc, unit="batch", leave=False):
-        batch = items[begin : begin + batch_size]
-        lengths = torch.tensor([item.length for item in batch])
-        padded = torch.zeros(len(batch), int(lengths.max()), batch[0].features.shape[1])
-        for row, item in enumerate(batch):
-            padded[row, : item.length] = torch.from_numpy(np.asarray(item.features, dtype=np.float32))
-        with torch.no_grad():
-            encoded = motion_tokenizer.encode(padded, lengths)
-        codes += [row[row >= 0].tolist() for row in encoded]
+@torch.no_grad()
+def encode_clips(
+    motion_tokenizer, clips: Sequence[np.ndarray], batch_size: int = 64, desc: str | None = None
+):
+    """Codes (ceil(T / 4),) of each raw (T, 263) clip, encoded in length-sorted padded batches."""
+    order = np.argsort([len(clip) for clip in clips], kind="stable")
+    codes: list = [None] * len(clips)
+    starts = range(0, len(order), batch_size)
+    for begin in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
+        batch = order[begin : begin + batch_size]
+        lengths = torch.tensor([len(clips[i]) for i in batch])
+        padded = torch.zeros(len(batch), int(lengths.max()), clips[batch[0]].shape[1])
+        for row, index in enumerate(batch):
+            padded[row, : lengths[row]] = torch.from_numpy(np.asarray(clips[index], dtype=np.float32))
+        for row, encoded in zip(batch, motion_tokenizer.encode(padded, lengths)):
+            codes[row] = encoded[encoded >= 0].numpy()
     return codes
 
 
@@ -60,7 +65,12 @@ def tokenize_folder(
     parts = {}
     for split in splits:
         items = list(iter_items(data_dir, split))
-        codes = _encode_items(motion_tokenizer, items, batch_size, f"tokenize {split}")
+        codes = [
+            c.tolist()
+            for c in encode_clips(
+                motion_tokenizer, [item.features for item in items], batch_size, f"tokenize {split}"
+            )
+        ]
         parts[split] = datasets.Dataset.from_dict(
             {
                 "id": [item.id for item in items],

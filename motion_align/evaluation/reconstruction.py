@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motion_align.data.tokenized import encode_clips
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.humanml3d import read_features, read_split
 
@@ -23,23 +24,19 @@ from motion_align.motion.humanml3d import read_features, read_split
 @torch.no_grad()
 def reconstruct(
     tokenizer, clips: Sequence[np.ndarray], batch_size: int = 32
-) -> tuple[list[np.ndarray], list]:
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Encodes and decodes each (T, 263) clip; returns reconstructions (T, 263) and code arrays."""
-    order = np.argsort([len(c) for c in clips])
+    codes = encode_clips(tokenizer, clips, batch_size)
+    order = np.argsort([len(c) for c in codes], kind="stable")
     recons: list = [None] * len(clips)
-    codes_out: list = [None] * len(clips)
     for begin in range(0, len(order), batch_size):
-        batch = [clips[i] for i in order[begin : begin + batch_size]]
-        lengths = torch.tensor([len(c) for c in batch])
-        padded = torch.zeros(len(batch), int(lengths.max()), batch[0].shape[1])
-        for row, clip in enumerate(batch):
-            padded[row, : len(clip)] = torch.from_numpy(np.asarray(clip, dtype=np.float32))
-        codes = tokenizer.encode(padded, lengths)
-        decoded = tokenizer.decode(codes).numpy()
-        for row, index in enumerate(order[begin : begin + batch_size]):
-            recons[index] = decoded[row, : len(batch[row])]
-            codes_out[index] = codes[row][codes[row] >= 0].numpy()
-    return recons, codes_out
+        batch = order[begin : begin + batch_size]
+        padded = torch.full((len(batch), max(len(codes[i]) for i in batch)), -1, dtype=torch.long)
+        for row, index in enumerate(batch):
+            padded[row, : len(codes[index])] = torch.from_numpy(codes[index])
+        for row, decoded in zip(batch, tokenizer.decode(padded).numpy()):
+            recons[row] = decoded[: len(clips[row])]
+    return recons, codes
 
 
 def mpjpe_mm(originals: Sequence[np.ndarray], recons: Sequence[np.ndarray]) -> dict[str, float]:
