@@ -235,7 +235,8 @@ def test_preset_errors() -> None:
     with pytest.raises(ValueError, match="unknown policy family"):
         build_policy("gpt2", "tiny", None, K)
     assert PRESETS["t5"]["base"] == "google/flan-t5-base"
-    assert format_prompt("  a man jumps ") == "Generate motion: a man jumps"
+    assert format_prompt("  a man jumps ") == "Generate motion: a man jumps."
+    assert format_prompt("a man jumps.") == format_prompt("a man jumps") and format_prompt("jump!")[-1] == "!"
 
 
 def test_preset_sizes() -> None:

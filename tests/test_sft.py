@@ -126,6 +126,12 @@ def test_resume_ends_with_the_uninterrupted_weights(tokenized, tmp_path):
     assert resumed.state.global_step == 4
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    # Every checkpoint is a complete policy: it loads with its motion tokenizer, as the final folder does.
+    model, _, motion_tokenizer = load_generator(tmp_path / "a" / "checkpoint-2")
+    assert (
+        model.config.is_encoder_decoder and (tmp_path / "a" / "checkpoint-2" / "motion_vocab.json").is_file()
+    )
+    assert motion_tokenizer.config.codebook_size == read_tokenization(tokenized)["codebook_size"]
 
 
 def test_every_sft_recipe_parses_and_unknown_keys_are_refused(tmp_path):
@@ -146,12 +152,23 @@ def test_two_process_cpu_run_trains_and_saves(tokenized, tmp_path):
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517",
            str(REPO / "recipes/sft.py"), "--config", str(REPO / "recipes/t5/sft/config_tiny.yaml"),
            "--data_dir", str(tokenized), "--output_dir", str(tmp_path / "out"), "--max_steps", "4",
-           "--save_steps", "2", "--eval_steps", "2", "--disable_tqdm", "true"]  # fmt: skip
+           "--save_steps", "2", "--eval_steps", "2", "--logging_steps", "1",
+           "--disable_tqdm", "true"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = json.loads((tmp_path / "out" / "sft_run.json").read_text())
     assert run["world_size"] == 2 and "eval_loss" in run["eval"]
-    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 4
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    # The first step of 2 x 8 examples has the loss of one process on the same 16: not twice it (T5's own
+    # loss is a per-process mean that Trainer would scale by the world size).
+    single = sft_config("t5", tokenized, tmp_path / "single", "--max_steps", "1", "--logging_steps", "1",
+                        "--per_device_train_batch_size", "16", "--eval_strategy", "no",
+                        "--save_strategy", "no")  # fmt: skip
+    trainer, _ = make_trainer(single)
+    trainer.train()
+    first = [log["loss"] for log in trainer.state.log_history if "loss" in log][0]
+    assert [log["loss"] for log in state["log_history"] if "loss" in log][0] == pytest.approx(first, rel=1e-3)
     assert (tmp_path / "out" / "checkpoint-4").is_dir()
     model, _ = load_policy(tmp_path / "out")
     assert model.config.is_encoder_decoder

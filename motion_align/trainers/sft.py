@@ -8,8 +8,9 @@ encoder-decoder (T5) path and overrides only what differs there:
 - dataset preparation: ``prompt`` -> encoder ``input_ids``, ``completion`` -> decoder ``labels``
   (the completion ids and the tokenizer's ``</s>``, nothing else);
 - the collator: :class:`DataCollatorForSeq2SeqMotion` pads both, labels with -100;
-- the loss metrics: T5 logits line up with the labels (no shift), so token accuracy is computed
-  without one. The loss itself is the model's own cross-entropy over the labels.
+- the loss: cross-entropy summed over label tokens and divided by the tokens of the whole batch (all
+  processes, all accumulation steps), as TRL's causal loss; T5 logits line up with the labels (no
+  shift), so token accuracy is computed without one.
 
 For a causal policy every method defers to ``SFTTrainer``.
 """
@@ -22,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer
+import torch.nn.functional as F
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTTrainer
 from trl.trainer.utils import pad
 
-from motion_align.data.sft import read_codebook_size
-from motion_align.policy import build_policy, load_policy, policy_family, save_policy
+from motion_align.data.sft import read_codebook_size, read_tokenization
+from motion_align.generation import record_motion_tokenizer
+from motion_align.policy import build_policy, load_policy, policy_family, save_policy, write_vocab_info
 from motion_align.text_tokenizer import corpus_captions, train_text_tokenizer
 
 IGNORE_INDEX = -100
@@ -112,12 +116,22 @@ class MotionSFTTrainer(SFTTrainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         inputs.pop("_prediction_loss_only", None)  # set by SFTTrainer.prediction_step
-        inputs["use_cache"] = False
-        loss, outputs = Trainer.compute_loss(
-            self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-        )
+        outputs = model(**inputs, use_cache=False)
+        # T5 returns the mean over this process's tokens and ignores num_items_in_batch, while Trainer
+        # multiplies the loss by the world size for models that take loss kwargs: under DDP that would
+        # double gradients and logged losses. Sum over tokens / tokens of the whole (accumulated) batch.
+        mask = inputs["labels"] != IGNORE_INDEX
+        loss = F.cross_entropy(
+            outputs.logits.flatten(0, 1).float(), inputs["labels"].flatten(), ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )  # fmt: skip
+        if num_items_in_batch is None:
+            loss = loss / mask.sum().clamp(min=1)
+        else:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:  # DDP averages gradients over processes
+                loss = loss * self.accelerator.num_processes
         with torch.no_grad():  # logits (B, T, V) line up with labels (B, T): no shift
-            mask = inputs["labels"] != IGNORE_INDEX
             correct = ((outputs.logits.argmax(-1) == inputs["labels"]) & mask).sum()
             correct = self.accelerator.gather_for_metrics(correct).sum()
             total = self.accelerator.gather_for_metrics(mask.sum()).sum()
@@ -129,8 +143,10 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     """The policy and text tokenizer a :class:`~motion_align.configs.MotionSFTConfig` asks for.
 
     ``model_name_or_path`` loads a saved policy; otherwise one is built from ``family``/``preset``, with a
-    text tokenizer trained on the train captions of ``corpus_dir`` for the tiny/small presets.
+    text tokenizer trained on the train captions of ``corpus_dir`` for the tiny/small presets, after seeding
+    with ``config.seed``.
     """
+    set_seed(config.seed)  # the same initial weights in every process and every run
     if config.model_name_or_path:
         model, tokenizer = load_policy(config.model_name_or_path, dropout=config.policy_dropout)
         if policy_family(model) != config.family:
@@ -162,16 +178,39 @@ def _recorded_corpus(data_dir: str) -> str:
     return corpus
 
 
+class PolicyCheckpointCallback(TrainerCallback):
+    """Makes every ``checkpoint-N`` a complete policy folder: ``motion_vocab.json`` and, when the dataset
+    names one, ``motion_tokenizer.json`` beside the weights, so ``load_policy`` and ``motion-align generate
+    --model <output_dir>/checkpoint-N`` work on a checkpoint as on the final policy."""
+
+    def __init__(self, tokenizer: Any, motion_tokenizer: str | None = None) -> None:
+        self.tokenizer, self.motion_tokenizer = tokenizer, motion_tokenizer
+
+    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if not state.is_world_process_zero or model is None or not folder.is_dir():
+            return
+        write_vocab_info(model, self.tokenizer, folder)
+        if self.motion_tokenizer:
+            record_motion_tokenizer(folder, self.motion_tokenizer)
+
+
 def get_sft_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any = None,
                     **kwargs: Any) -> SFTTrainer:  # fmt: skip
-    """``SFTTrainer`` for a causal policy, :class:`MotionSFTTrainer` for an encoder-decoder one."""
+    """``SFTTrainer`` for a causal policy, :class:`MotionSFTTrainer` for an encoder-decoder one; both save
+    checkpoints that are complete policies (:class:`PolicyCheckpointCallback`)."""
     trainer_cls = MotionSFTTrainer if policy_family(model) == "t5" else SFTTrainer
+    data_dir = getattr(args, "data_dir", None)
+    motion_tokenizer = read_tokenization(data_dir).get("motion_tokenizer") if data_dir else None
+    callbacks = list(kwargs.pop("callbacks", None) or [])
+    callbacks.append(PolicyCheckpointCallback(tokenizer, motion_tokenizer))
     return trainer_cls(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
+        callbacks=callbacks,
         **kwargs,
     )
 
