@@ -78,6 +78,9 @@ def _demo(args: argparse.Namespace) -> None:
         seed=args.seed,
         force=args.force,
         tokenizer_recipe=args.tokenizer_recipe,
+        policy_family=args.policy_family,
+        sft_recipe=args.sft_recipe or "",
+        num_eval_prompts=args.eval_prompts,
     )
     report = run_demo(config)
     print(f"report: {report}")
@@ -228,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--tokenizer-recipe", default="recipes/tokenizer/small.yaml", help="tokenizer YAML recipe"
     )
+    demo.add_argument("--policy-family", default="t5", choices=["t5", "llama"], help="SFT stage's policy")
+    demo.add_argument("--sft-recipe", default=None, help="default: recipes/<family>/sft/config_small.yaml")
+    demo.add_argument("--eval-prompts", type=int, default=200, help="held-out prompts to generate")
     demo.set_defaults(func=_demo)
     return parser
 

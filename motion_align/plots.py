@@ -1,4 +1,4 @@
-"""Training curves as PNG, from a log.jsonl of {"step": ..., <metric>: ...} lines."""
+"""Training curves as PNG, from a log.jsonl of {"step": ..., <metric>: ...} lines or from such rows."""
 
 from __future__ import annotations
 
@@ -6,22 +6,38 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+Panel = str | tuple[str, ...]  # one metric, or several drawn on one panel (e.g. ("loss", "eval_loss"))
+COLORS = ("#1f5fa8", "#d1495b", "#2e933c", "#edae49")
 
-def plot_curves(log: str | Path, out: str | Path, metrics: Sequence[str], title: str | None = None) -> Path:
-    """One panel per metric against the step; returns the PNG path."""
+
+def plot_curves(
+    log: str | Path | Sequence[dict],
+    out: str | Path,
+    metrics: Sequence[Panel],
+    title: str | None = None,
+) -> Path:
+    """One panel per metric (or tuple of metrics) against the step; returns the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    if isinstance(log, (str, Path)):
+        rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    else:
+        rows = list(log)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        points = [(row["step"], row[metric]) for row in rows if metric in row]
-        ax.plot([p[0] for p in points], [p[1] for p in points], color="#1f5fa8")
-        ax.set_title(metric)
+    for ax, panel in zip(axes[0], metrics):
+        names = (panel,) if isinstance(panel, str) else panel
+        for name, color in zip(names, COLORS):
+            points = [(row["step"], row[name]) for row in rows if name in row]
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=color, label=name,
+                    marker="o" if len(points) < 8 else None)  # fmt: skip
+        ax.set_title(" / ".join(names))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        if len(names) > 1:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -66,12 +66,16 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         num_samples=2,
         tokenizer_recipe="recipes/tokenizer/tiny.yaml",
         tokenizer_overrides={"max_steps": 4, "eval_max_clips": 4},
+        sft_recipe="recipes/t5/sft/config_tiny.yaml",
+        sft_overrides={"max_steps": 2, "eval_steps": 2, "save_steps": 2, "disable_tqdm": "true"},
+        num_eval_prompts=3,
     )
     report = run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
-    assert set(summary) == {"corpus", "renders", "tokenizer"}
+    assert list(summary) == ["corpus", "renders", "tokenizer", "tokenized", "policy"]
     for stage in summary.values():
-        assert stage["command"].startswith(("motion-align ", "accelerate launch ")) and not stage["reused"]
+        assert "motion-align " in stage["command"] or "accelerate launch " in stage["command"]
+        assert not stage["reused"]
     assert summary["corpus"]["figures"]["clips"] == 16
     text = report.read_text()
     assert "## Corpus" in text and "| joint_positions |" in text
@@ -89,6 +93,16 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         "Original (left) vs reconstruction" in text
         and (config.out / "tokenizer" / "training_curves.png").is_file()
     )
+    policy = summary["policy"]["figures"]  # SFT ran through `accelerate launch` on two processes
+    assert policy["family"] == "t5" and policy["world_size"] == 2 and policy["steps"] == 2
+    assert policy["held_out_prompts"] == 3 and 0 <= policy["valid"] <= 3 and policy["eval_loss"] > 0
+    assert "## Policy: t5 tiny" in text and "held-out prompts" in text
+    assert (config.out / "policy-t5" / "training_curves.png").is_file()
+    rows = [json.loads(line) for line in (config.out / "policy-t5" / "generations.jsonl").open()]
+    assert len(rows) == 3 and all(row["prompt"] and isinstance(row["codes"], list) for row in rows)
+    pairs = json.loads((config.out / "policy-t5" / "validity.json").read_text())["pairs"]
+    for pair in pairs:
+        assert all((config.out / file).is_file() for file in pair["files"]) and pair["prompt"] in text
     run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
     assert all(stage["reused"] for stage in summary.values())

@@ -22,6 +22,17 @@ class DemoConfig:
     #: Tokenizer recipe (relative to the checkout) and optional overrides, e.g. {"max_steps": 20}.
     tokenizer_recipe: str = "recipes/tokenizer/small.yaml"
     tokenizer_overrides: dict | None = None
+    #: Policy family of the SFT stage ("t5" or "llama"), its recipe (default: the family's small one),
+    #: recipe overrides, and how many held-out prompts measure the share of valid generations.
+    policy_family: str = "t5"
+    sft_recipe: str = ""
+    sft_overrides: dict | None = None
+    num_eval_prompts: int = 200
+
+    def __post_init__(self) -> None:
+        if self.policy_family not in ("t5", "llama"):
+            raise ValueError(f"policy_family must be 't5' or 'llama', got {self.policy_family!r}")
+        self.sft_recipe = self.sft_recipe or f"recipes/{self.policy_family}/sft/config_small.yaml"
 
 
 def rel(path: str | Path, root: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from motion_align.demo.common import DemoConfig, write_json
 from motion_align.demo.corpus_stages import corpus_section, corpus_stage, renders_section, renders_stage
+from motion_align.demo.policy_stages import policy_section, policy_stage, tokenized_section, tokenized_stage
 from motion_align.demo.tokenizer_stage import tokenizer_section, tokenizer_stage
 
 logger = logging.getLogger(__name__)
@@ -17,6 +18,8 @@ STAGES = (
     ("corpus", corpus_stage, corpus_section),
     ("renders", renders_stage, renders_section),
     ("tokenizer", tokenizer_stage, tokenizer_section),
+    ("tokenized", tokenized_stage, tokenized_section),
+    ("policy", policy_stage, policy_section),
 )
 SUMMARY_KEYS = ("path", "command", "figures", "reused", "seconds")
 
