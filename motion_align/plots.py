@@ -33,7 +33,8 @@ def plot_curves(
             points = [(row["step"], row[name]) for row in rows if name in row]
             ax.plot([p[0] for p in points], [p[1] for p in points], color=color, label=name,
                     marker="o" if len(points) < 8 else None)  # fmt: skip
-        ax.set_title(" / ".join(names))
+        bases = {name.removeprefix("eval_") for name in names}  # "loss" for ("loss", "eval_loss")
+        ax.set_title(bases.pop() if len(bases) == 1 else " / ".join(names))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if len(names) > 1:

@@ -102,7 +102,8 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     assert len(rows) == 3 and all(row["prompt"] and isinstance(row["codes"], list) for row in rows)
     pairs = json.loads((config.out / "policy-t5" / "validity.json").read_text())["pairs"]
     for pair in pairs:
-        assert all((config.out / file).is_file() for file in pair["files"]) and pair["prompt"] in text
+        assert all((config.out / file).is_file() and "#" not in file for file in pair["files"])
+        assert pair["prompt"] in text
     run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
     assert all(stage["reused"] for stage in summary.values())

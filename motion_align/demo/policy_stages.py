@@ -129,9 +129,8 @@ def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
         panels = [joints_from_features(item.features)]
         if motion.features is not None:
             panels.append(motion.joints)
-        files = render_side_by_side(
-            panels, path / "samples" / item.id, caption=prompt, labels=("corpus", "generated")
-        )
+        stem = path / "samples" / item.id.replace("#", "_")  # segment ids "000012#4-49": no "#" in links
+        files = render_side_by_side(panels, stem, caption=prompt, labels=("corpus", "generated"))
         pairs.append(dict(item=item.id, prompt=prompt, frames=motion.num_frames, valid=motion.valid,
                           problems=motion.problems, files=[rel(f, config.out) for f in files]))  # fmt: skip
     validity = {"sampling": vars(sampling), **validity_report(motions), "pairs": pairs}
