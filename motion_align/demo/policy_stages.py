@@ -80,7 +80,8 @@ def _train(config: DemoConfig, path: Path, recipe_args: list[str], fresh: bool) 
     """
     launch, env, extra = _launcher()
     args = [*recipe_args, *extra]
-    settings = {"args": args, "recipe": (REPO / config.sft_recipe).read_text(), "launch": launch[1:]}
+    recipe = yaml.safe_load((REPO / config.sft_recipe).read_text())  # its values: comments may change
+    settings = {"args": args, "recipe": recipe, "launch": launch[1:]}
     prefix = "ACCELERATE_USE_CPU=true " if "ACCELERATE_USE_CPU" in env else ""
     shown = f"{prefix}accelerate {' '.join(launch[1:])} recipes/sft.py {' '.join(args)}"
     same = not (fresh or config.force) and read_json(path / "demo_settings.json") == settings
