@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from motion_align.demo.common import REPO, DemoConfig, read_json, rel, write_json
@@ -100,23 +99,17 @@ def _train(config: DemoConfig, path: Path, recipe_args: list[str], fresh: bool) 
     return False, shown
 
 
-def _held_out_prompts(corpus: str, count: int, seed: int) -> list:
-    """``count`` test-split items (whole clips and captioned segments) and one caption of each."""
-    from motion_align.data.text_motion import iter_items
-
-    items = list(iter_items(corpus, "test"))
-    rng = np.random.default_rng(seed)
-    picked = [items[i] for i in rng.permutation(len(items))[:count]]
-    return [(item, item.captions[rng.integers(len(item.captions))].text) for item in picked]
-
-
 def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
     """Generates a motion per held-out prompt; writes generations.jsonl, validity.json and renders."""
+    from motion_align.evaluation.protocol import evaluation_prompts
     from motion_align.generation import SamplingConfig, generate_motions, load_generator, validity_report
     from motion_align.motion.features import joints_from_features
     from motion_align.motion.render import render_side_by_side
 
-    prompts = _held_out_prompts(corpus, config.num_eval_prompts, config.seed)
+    prompts = [
+        (p.item, p.caption.text)
+        for p in evaluation_prompts(corpus, "test", config.num_eval_prompts, config.seed)
+    ]
     model, tokenizer, motion_tokenizer = load_generator(path)
     sampling = SamplingConfig(seed=config.seed)
     motions = generate_motions(model, tokenizer, motion_tokenizer, [p for _, p in prompts], sampling, 32)

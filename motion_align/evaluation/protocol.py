@@ -1,0 +1,268 @@
+"""The evaluation protocol: metrics of real motions, tokenizer reconstructions and policy generations.
+
+Follows Guo et al. 2022's protocol (shared/MOTION_FORMAT.md, last section) on the items of a split:
+
+- each of ``repeats`` (20) repetitions regroups the pairs at random for R-precision (groups of 32) and draws
+  new Diversity pairs (300) and MultiModality pairs (10 per prompt);
+- policies generate a fresh set of motions per repetition (``generation_rounds`` = ``repeats``, the
+  published protocol); fewer rounds are cycled over the repetitions, which saves CPU time but then the
+  interval shows grouping noise and less of the sampling noise (the record says which was run);
+- MultiModality: ``mm_prompts`` (100) prompts x ``mm_samples`` (30) samples;
+- FID is against the real motions' embeddings, so the real row has none;
+- every figure is the mean over the repetitions with ``1.96 * std / sqrt(repeats)``.
+
+Event accuracies (AToM's integrity, temporal order and frequency) come from the event judge on the items
+that carry ground-truth events, averaged over those prompts, with the same interval over prompts.
+
+The evaluator embeds texts and motions (:class:`motion_align.rewards.evaluator.MotionTextEvaluator`); its
+figures are those of an evaluator trained here, not comparable to published tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from motion_align.data.text_motion import Item, iter_items
+from motion_align.evaluation.metrics import (
+    DIVERSITY_PAIRS,
+    confidence_interval,
+    diversity,
+    fid,
+    mm_dist,
+    multimodality,
+    r_precision,
+)
+from motion_align.motion.features import joints_from_features
+from motion_align.motion.texts import Caption
+
+METRICS = ("R@1", "R@2", "R@3", "FID", "MM-Dist", "Diversity", "MultiModality")
+EVENT_FIGURES = ("integrity", "temporal", "frequency", "score")
+PLACEHOLDER_FRAMES = 40
+
+
+@dataclass
+class ProtocolConfig:
+    """How many repetitions, prompts and samples; defaults are the published protocol's."""
+
+    split: str = "test"
+    num_prompts: int | None = None  # None: every item of the split
+    repeats: int = 20
+    generation_rounds: int | None = None  # None: one per repetition
+    mm_prompts: int = 100
+    mm_samples: int = 30
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("repeats", "mm_prompts", "mm_samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.generation_rounds is not None and not 1 <= self.generation_rounds <= self.repeats:
+            raise ValueError(
+                f"generation_rounds must be in 1..repeats ({self.repeats}), got {self.generation_rounds}"
+            )
+
+    @property
+    def rounds(self) -> int:
+        return self.generation_rounds or self.repeats
+
+
+@dataclass
+class EvalPrompt:
+    """One evaluation pair: a loader item of the split and the caption drawn for it."""
+
+    item: Item
+    caption: Caption
+
+
+def evaluation_prompts(
+    corpus: str | Path, split: str = "test", count: int | None = None, seed: int = 0
+) -> list[EvalPrompt]:
+    """``count`` items of ``split`` (whole clips and captioned segments), seeded order, one caption each."""
+    items = list(iter_items(corpus, split))
+    if not items:
+        raise ValueError(f"{corpus}: split {split!r} has no items of 40 to 196 frames")
+    rng = np.random.default_rng(seed)
+    picked = [items[i] for i in rng.permutation(len(items))[:count]]
+    return [EvalPrompt(item, item.captions[rng.integers(len(item.captions))]) for item in picked]
+
+
+def _text_inputs(prompts: Sequence[EvalPrompt]) -> list:
+    """Word/POS tokens where the caption has them (as the protocol's loaders), else the text."""
+    return [p.caption.tokens or p.caption.text for p in prompts]
+
+
+def _with_placeholders(
+    motions: Sequence[np.ndarray | None], mean: np.ndarray
+) -> tuple[list[np.ndarray], int]:
+    """A generation that decoded to no motion counts as the mean pose held still (and is counted)."""
+    still = np.repeat(mean[None].astype(np.float32), PLACEHOLDER_FRAMES, axis=0)
+    filled = [still if m is None else m for m in motions]
+    return filled, sum(m is None for m in motions)
+
+
+def _embed_motions(evaluator: Any, motions: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+    return np.asarray(evaluator.embed_motions(list(motions), batch_size=batch_size), dtype=np.float64)
+
+
+def summarise(
+    text_emb: np.ndarray,
+    rounds: Sequence[np.ndarray],
+    real_emb: np.ndarray | None,
+    repeats: int,
+    seed: int,
+    mm_rounds: Sequence[np.ndarray] = (),
+) -> dict[str, dict[str, float]]:
+    """Mean and 95% interval of every metric over ``repeats`` repetitions; ``rounds`` are the motion
+    embeddings of each generation round (cycled), ``mm_rounds`` the (prompts, samples, D) ones."""
+    values: dict[str, list[float]] = {name: [] for name in METRICS}
+    pairs = min(DIVERSITY_PAIRS, len(text_emb))
+    for r in range(repeats):
+        rng = np.random.default_rng([seed, r])
+        emb = rounds[r % len(rounds)]
+        for k, rate in enumerate(r_precision(text_emb, emb, rng=rng), start=1):
+            values[f"R@{k}"].append(float(rate))
+        values["MM-Dist"].append(mm_dist(text_emb, emb))
+        values["Diversity"].append(diversity(emb, pairs, rng))
+        if real_emb is not None:
+            values["FID"].append(fid(real_emb, emb))
+        if mm_rounds:
+            values["MultiModality"].append(multimodality(mm_rounds[r % len(mm_rounds)], rng=rng))
+    return {name: confidence_interval(v) for name, v in values.items() if v}
+
+
+def event_accuracy(judge: Any, prompts: Sequence[EvalPrompt], motions: Sequence[np.ndarray | None]) -> dict:
+    """Integrity, temporal and frequency accuracy (and the judge's score) over the prompts with events."""
+    values: dict[str, list[float]] = {name: [] for name in EVENT_FIGURES}
+    for prompt, features in zip(prompts, motions, strict=True):
+        if not prompt.item.events:
+            continue
+        if features is None:
+            for name in EVENT_FIGURES:
+                values[name].append(0.0)
+            continue
+        result = judge.compare(prompt.item.events, joints_from_features(features))
+        for name in EVENT_FIGURES:
+            values[name].append(float(getattr(result, name)))
+    if not values["score"]:
+        return {}
+    return {name: confidence_interval(v) for name, v in values.items()}
+
+
+class Evaluation:
+    """Runs the protocol on one split for any number of motion sources, sharing the real embeddings."""
+
+    def __init__(self, evaluator: Any, corpus: str | Path, config: ProtocolConfig, judge: Any = None) -> None:
+        from motion_align.motion.normalization import Normalizer
+
+        self.evaluator, self.config, self.judge = evaluator, config, judge
+        self.prompts = evaluation_prompts(corpus, config.split, config.num_prompts, config.seed)
+        if len(self.prompts) < 32:
+            raise ValueError(
+                f"{corpus}: {len(self.prompts)} prompts of split {config.split!r}; R-precision needs 32"
+            )
+        self.mean = Normalizer.load(corpus).mean
+        self.text_emb = np.asarray(
+            evaluator.embed_texts(_text_inputs(self.prompts), batch_size=config.batch_size), dtype=np.float64
+        )
+        self.real = [p.item.features for p in self.prompts]
+        self.real_emb = _embed_motions(evaluator, self.real, config.batch_size)
+
+    def _row(self, rounds: list[list[np.ndarray | None]], with_fid: bool, mm: list[np.ndarray] = ()) -> dict:
+        embedded, missing = [], 0
+        for motions in rounds:
+            filled, count = _with_placeholders(motions, self.mean)
+            embedded.append(_embed_motions(self.evaluator, filled, self.config.batch_size))
+            missing += count
+        row: dict[str, Any] = {
+            "metrics": summarise(
+                self.text_emb,
+                embedded,
+                self.real_emb if with_fid else None,
+                self.config.repeats,
+                self.config.seed,
+                mm,
+            ),  # fmt: skip
+            "generation_rounds": len(rounds),
+            "placeholders": missing,
+        }
+        if self.judge is not None:
+            row["events"] = event_accuracy(self.judge, self.prompts, rounds[0])
+        return row
+
+    def real_motions(self) -> dict:
+        """The ground-truth motions: the ceiling every other row is read against."""
+        return self._row([list(self.real)], with_fid=False)
+
+    def reconstructions(self, motion_tokenizer: Any) -> dict:
+        """The motion tokenizer's encode/decode of the real motions (the ceiling of any token policy)."""
+        from motion_align.evaluation.reconstruction import reconstruct
+
+        recons, _ = reconstruct(motion_tokenizer, self.real, self.config.batch_size)
+        return self._row([recons], with_fid=True)
+
+    def generations(self, generate: Callable[[list[str], int, int], list[np.ndarray | None]]) -> dict:
+        """A policy's motions: ``generate(captions, num_samples, seed)`` returns features (or None) per
+        sample, caption-major. Runs ``rounds`` generations of every prompt and the MultiModality set."""
+        config = self.config
+        captions = [p.caption.text for p in self.prompts]
+        rounds = [generate(captions, 1, config.seed + r) for r in range(config.rounds)]
+        mm_captions = captions[: config.mm_prompts]
+        mm = []
+        if config.mm_samples >= 10:  # MultiModality draws 10 pairs per prompt
+            for r in range(config.rounds):
+                generated = generate(mm_captions, config.mm_samples, config.seed + 1000 + r)
+                samples, _ = _with_placeholders(generated, self.mean)
+                emb = _embed_motions(self.evaluator, samples, config.batch_size)
+                mm.append(emb.reshape(len(mm_captions), config.mm_samples, -1))
+        return self._row(rounds, with_fid=True, mm=mm)
+
+    def record(self) -> dict:
+        """What was evaluated, for metrics.json."""
+        return {"protocol": asdict(self.config), "prompts": len(self.prompts),
+                "prompts_with_events": sum(bool(p.item.events) for p in self.prompts)}  # fmt: skip
+
+
+def policy_generator(model: Any, tokenizer: Any, motion_tokenizer: Any, batch_size: int = 64) -> Callable:
+    """The ``generate`` callable of :meth:`Evaluation.generations` for a policy (temperature 1)."""
+    from motion_align.generation import SamplingConfig, generate_motions
+
+    def generate(captions: list[str], num_samples: int, seed: int) -> list[np.ndarray | None]:
+        sampling = SamplingConfig(num_samples=num_samples, seed=seed)
+        return [m.features for m in generate_motions(model, tokenizer, motion_tokenizer, captions, sampling,
+                                                      max(1, batch_size // num_samples))]  # fmt: skip
+
+    return generate
+
+
+def _cell(summary: dict | None, digits: int) -> str:
+    if not summary:
+        return "-"
+    return f"{summary['mean']:.{digits}f} ± {summary['ci95']:.{digits}f}"
+
+
+def format_tables(
+    rows: dict[str, dict], label: str = "local evaluator, not comparable to published tables"
+) -> str:
+    """Markdown tables of metrics (and event accuracies where judged) per motion source."""
+    lines = [f"Metrics ({label}); mean ± 95% interval.", "", "| motions | " + " | ".join(METRICS) + " |",
+             "|---|" + "---:|" * len(METRICS)]  # fmt: skip
+    for name, row in rows.items():
+        metrics = row["metrics"]
+        digits = {"R@1": 3, "R@2": 3, "R@3": 3}
+        lines.append(
+            f"| {name} | " + " | ".join(_cell(metrics.get(m), digits.get(m, 3)) for m in METRICS) + " |"
+        )
+    judged = {name: row["events"] for name, row in rows.items() if row.get("events")}
+    if judged:
+        header = "| motions | " + " | ".join(EVENT_FIGURES) + " |"
+        lines += ["", "Event accuracy (event judge, prompts with ground-truth events).", "", header,
+                  "|---|" + "---:|" * len(EVENT_FIGURES)]  # fmt: skip
+        for name, events in judged.items():
+            lines.append(f"| {name} | " + " | ".join(_cell(events.get(f), 3) for f in EVENT_FIGURES) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""`motion-align evaluate`: the protocol on real motions, reconstructions and policies; writes
+``metrics.json`` and ``metrics.md`` into the output folder (each written whole, then renamed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from motion_align.evaluation.protocol import Evaluation, ProtocolConfig, format_tables, policy_generator
+
+logger = logging.getLogger(__name__)
+LABEL = "local evaluator, not comparable to published tables"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_evaluator(path: str | os.PathLike[str]) -> Any:
+    from motion_align.rewards.evaluator import MotionTextEvaluator
+
+    return MotionTextEvaluator.from_pretrained(str(path))
+
+
+def run_evaluation(
+    corpus: str | os.PathLike[str],
+    evaluator: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: ProtocolConfig,
+    policies: dict[str, str] | None = None,
+    motion_tokenizer: str | None = None,
+    judge: bool = True,
+) -> dict:
+    """Evaluates the real motions, the reconstructions of ``motion_tokenizer`` (if given) and each policy
+    of ``policies`` (name -> policy folder, with the motion tokenizer it records). Returns the record."""
+    from motion_align.generation import load_generator
+
+    started = time.perf_counter()
+    event_judge = None
+    if judge:
+        from motion_align.rewards.event_judge import EventJudge
+
+        event_judge = EventJudge()
+    evaluation = Evaluation(load_evaluator(evaluator), corpus, config, event_judge)
+    rows: dict[str, dict] = {"real": evaluation.real_motions()}
+    logger.info("real motions: R@1 %.3f", rows["real"]["metrics"]["R@1"]["mean"])
+    if motion_tokenizer:
+        from motion_tokenizer import MotionVQVAE
+
+        rows["reconstruction"] = evaluation.reconstructions(MotionVQVAE.from_pretrained(motion_tokenizer))
+    for name, path in (policies or {}).items():
+        model, tokenizer, policy_motion_tokenizer = load_generator(path)
+        generate = policy_generator(model, tokenizer, policy_motion_tokenizer, config.batch_size)
+        rows[name] = {**evaluation.generations(generate), "policy": str(path)}
+        logger.info("%s: R@1 %.3f", name, rows[name]["metrics"]["R@1"]["mean"])
+    record = {
+        "label": LABEL,
+        "corpus": str(corpus),
+        "evaluator": str(evaluator),
+        **evaluation.record(),
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomically(out / "metrics.json", json.dumps(record, indent=2) + "\n")
+    _write_atomically(out / "metrics.md", format_tables(rows, LABEL))
+    return record
