@@ -106,8 +106,15 @@ def _with_placeholders(
     return filled, sum(m is None for m in motions)
 
 
+def _numpy(embeddings: Any) -> np.ndarray:
+    """Embeddings as float64 numpy (from a tensor on any device)."""
+    if hasattr(embeddings, "detach"):
+        embeddings = embeddings.detach().cpu().numpy()
+    return np.asarray(embeddings, dtype=np.float64)
+
+
 def _embed_motions(evaluator: Any, motions: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
-    return np.asarray(evaluator.embed_motions(list(motions), batch_size=batch_size), dtype=np.float64)
+    return _numpy(evaluator.embed_motions(list(motions), batch_size=batch_size))
 
 
 def summarise(
@@ -167,8 +174,8 @@ class Evaluation:
                 f"{corpus}: {len(self.prompts)} prompts of split {config.split!r}; R-precision needs 32"
             )
         self.mean = Normalizer.load(corpus).mean
-        self.text_emb = np.asarray(
-            evaluator.embed_texts(_text_inputs(self.prompts), batch_size=config.batch_size), dtype=np.float64
+        self.text_emb = _numpy(
+            evaluator.embed_texts(_text_inputs(self.prompts), batch_size=config.batch_size)
         )
         self.real = [p.item.features for p in self.prompts]
         self.real_emb = _embed_motions(evaluator, self.real, config.batch_size)
