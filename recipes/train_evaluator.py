@@ -17,7 +17,8 @@ import torch.distributed as dist
 from accelerate import Accelerator
 from trl import TrlParser
 
-from motion_align.rewards.evaluator_training import EvaluatorTrainingConfig, train_evaluator
+from motion_align.configs import EvaluatorTrainingConfig
+from motion_align.rewards.evaluator_training import train_evaluator
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ import torch.distributed as dist
 from accelerate import Accelerator
 from trl import TrlParser
 
-from motion_align.rewards.retrieval_training import RetrievalTrainingConfig, train_retrieval
+from motion_align.configs import RetrievalTrainingConfig
+from motion_align.rewards.retrieval_training import train_retrieval
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from motion_align.configs import EvaluatorTrainingConfig
 from motion_align.data.text_motion import iter_items
 from motion_align.evaluation.metrics import confidence_interval, mm_dist, r_precision
 from motion_align.motion.normalization import Normalizer
@@ -43,63 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: Chance that a training crop is one unit (4 frames) shorter than the longest multiple of 4 (T2M).
 SHORTER_CROP_RATE = 1 / 3
-
-
-@dataclass
-class EvaluatorTrainingConfig:
-    """Training the text-motion evaluator on a HumanML3D folder."""
-
-    data_dir: str = field(default="outputs/demo/corpus", metadata={"help": "HumanML3D folder to train on."})
-    output_dir: str = field(
-        default="outputs/evaluator", metadata={"help": "Where checkpoints and the model go."}
-    )
-    preset: str = field(default="small", metadata={"help": "EvaluatorConfig preset: tiny, small or base."})
-    width: int | None = field(
-        default=None, metadata={"help": "Override every hidden width and the embedding size of the preset."}
-    )
-    max_text_len: int | None = field(default=None, metadata={"help": "Override the tokens kept per caption."})
-    margin: float | None = field(default=None, metadata={"help": "Override the negative-pair margin."})
-    train_split: str = field(default="train", metadata={"help": "Split the training items come from."})
-    eval_split: str = field(default="test", metadata={"help": "Split the final retrieval is measured on."})
-    segments: bool = field(default=True, metadata={"help": "Captioned segments are items too (HumanML3D)."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Pairs per process and step."})
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate (T2M: 1e-4)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps."})
-    lr_scheduler_type: str = field(
-        default="constant_with_warmup", metadata={"help": "transformers scheduler."}
-    )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: none)."})
-    logging_steps: int = field(default=50, metadata={"help": "Log every N steps."})
-    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps."})
-    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir."}
-    )
-    seed: int = field(default=42, metadata={"help": "Seed of the init, the batches and the evaluation."})
-    num_threads: int | None = field(default=None, metadata={"help": "torch threads per process (CPU)."})
-    eval_group_size: int = field(default=32, metadata={"help": "R-precision group size (protocol: 32)."})
-    eval_repeats: int = field(default=20, metadata={"help": "Random groupings averaged (protocol: 20)."})
-    eval_max_items: int | None = field(default=None, metadata={"help": "Cap on evaluation items."})
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar."})
-
-    def __post_init__(self) -> None:
-        if self.per_device_train_batch_size < 2:
-            raise ValueError("per_device_train_batch_size must be >= 2 (negatives come from the batch)")
-        if self.eval_group_size < 2 or self.eval_repeats < 1:
-            raise ValueError("eval_group_size must be >= 2 and eval_repeats >= 1")
-
-    def model_config(self) -> EvaluatorConfig:
-        """The preset with this config's overrides."""
-        overrides: dict = {}
-        if self.width is not None:
-            names = ("text_hidden", "movement_hidden", "movement_latent", "motion_hidden", "embed_dim")
-            overrides.update(dict.fromkeys(names, self.width))
-        for name in ("max_text_len", "margin"):
-            if getattr(self, name) is not None:
-                overrides[name] = getattr(self, name)
-        return EvaluatorConfig.preset(self.preset, **overrides)
 
 
 @dataclass
@@ -155,7 +99,7 @@ class TextMotionPairs:
 
 def build_model(config: EvaluatorTrainingConfig) -> MotionTextEvaluator:
     """A fresh evaluator of the configured preset, normalised with the data folder's Mean/Std."""
-    model = MotionTextEvaluator(config.model_config())
+    model = MotionTextEvaluator(EvaluatorConfig.preset(config.preset, **config.model_overrides()))
     model.set_normalization_(*Normalizer.load(config.data_dir).as_tuple())
     return model
 

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from motion_align.configs import RetrievalTrainingConfig
 from motion_align.motion.normalization import Normalizer
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
 from motion_align.rewards.retrieval_data import CaptionedMotions, embed_caption_table
@@ -37,70 +38,6 @@ from motion_align.training_state import (
 from motion_tokenizer.checkpoint import write_atomic
 
 logger = logging.getLogger(__name__)
-
-_MODEL_FIELDS = ("patch_size", "latent_dim", "num_layers", "num_heads", "ff_size", "dropout", "pooling",
-                 "joint_dim", "text_hidden")  # fmt: skip
-
-
-@dataclass
-class RetrievalTrainingConfig:
-    """Training the TMR-style retrieval reward on a HumanML3D folder."""
-
-    data_dir: str = field(default="outputs/demo/corpus", metadata={"help": "HumanML3D folder to train on."})
-    output_dir: str = field(
-        default="outputs/retrieval", metadata={"help": "Where checkpoints and the model go."}
-    )
-    preset: str = field(default="small", metadata={"help": "RetrievalConfig preset: tiny, small or base."})
-    patch_size: int | None = field(default=None, metadata={"help": "Override the preset's frames per token."})
-    latent_dim: int | None = field(default=None, metadata={"help": "Override the motion transformer width."})
-    num_layers: int | None = field(default=None, metadata={"help": "Override the motion transformer depth."})
-    num_heads: int | None = field(default=None, metadata={"help": "Override the attention heads."})
-    ff_size: int | None = field(default=None, metadata={"help": "Override the feed-forward width."})
-    dropout: float | None = field(default=None, metadata={"help": "Override the dropout."})
-    pooling: str | None = field(default=None, metadata={"help": "Override the motion pooling: cls or mean."})
-    joint_dim: int | None = field(default=None, metadata={"help": "Override the joint-space dimension."})
-    text_hidden: int | None = field(default=None, metadata={"help": "Override the text head's hidden width."})
-    train_split: str = field(default="train", metadata={"help": "Split the training pairs come from."})
-    eval_split: str = field(default="test", metadata={"help": "Split the final retrieval figures use."})
-    segments: bool = field(default=True, metadata={"help": "Also train on captioned segments of clips."})
-    captions_per_item: int | None = field(
-        default=None,
-        metadata={"help": "Keep at most this many captions per training item (each costs a MiniLM pass)."},
-    )
-    per_device_train_batch_size: int = field(default=64, metadata={"help": "Pairs per process and step."})
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate (TMR: 1e-4)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_steps: int = field(default=50, metadata={"help": "Linear warmup steps."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Decay after warmup: cosine or linear."}
-    )
-    temperature: float = field(default=0.1, metadata={"help": "InfoNCE temperature (TMR: 0.1)."})
-    filter_threshold: float = field(
-        default=0.8,
-        metadata={"help": "Negatives whose caption cosine similarity with the positive's exceeds this are "
-                  "left out of the InfoNCE denominators (TMR: 0.8)."},
-    )  # fmt: skip
-    text_batch_size: int = field(default=256, metadata={"help": "Captions per frozen-encoder forward pass."})
-    logging_steps: int = field(default=50, metadata={"help": "Log every N steps."})
-    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps."})
-    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir."}
-    )
-    seed: int = field(default=42, metadata={"help": "Seed of the model init, caption choice and batches."})
-    num_threads: int | None = field(default=None, metadata={"help": "torch threads per process (CPU)."})
-    eval_max_items: int | None = field(
-        default=None, metadata={"help": "Cap on items in the final evaluation."}
-    )
-    eval_group_size: int = field(
-        default=32, metadata={"help": "Group size of the grouped R@k (Guo et al.: 32)."}
-    )
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar."})
-
-    def model_overrides(self) -> dict:
-        """The RetrievalConfig fields this config sets explicitly."""
-        return {name: getattr(self, name) for name in _MODEL_FIELDS if getattr(self, name) is not None}
 
 
 def build_model(config: RetrievalTrainingConfig) -> TextMotionRetrieval:
