@@ -5,6 +5,7 @@ motion-align stats --data data/corpus [--reference ../shared/humanml3d]
 motion-align render data/corpus --id 000012 --out renders/
 motion-align render motion.npy --out renders/ --caption "a person jumps twice"
 motion-align render a.npy b.npy --out renders/ --labels A B      (side by side)
+motion-align evaluate --data data/corpus --evaluator outputs/evaluator --policy sft=outputs/sft --out eval/
 motion-align demo --out outputs/demo
 """
 
@@ -161,6 +162,32 @@ def _generate(args: argparse.Namespace) -> None:
     )
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from motion_align.evaluation.protocol import ProtocolConfig
+    from motion_align.evaluation.runner import run_evaluation
+
+    policies = {}
+    for spec in args.policy:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--policy expects NAME=FOLDER, got {spec!r}")
+        policies[name] = path
+    config = ProtocolConfig(
+        split=args.split,
+        num_prompts=args.num_prompts,
+        repeats=args.repeats,
+        generation_rounds=args.generation_rounds,
+        mm_prompts=args.mm_prompts,
+        mm_samples=args.mm_samples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    run_evaluation(
+        args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge
+    )
+    print((Path(args.out) / "metrics.md").read_text(encoding="utf-8"), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motion-align", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
     generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])
     generate.set_defaults(func=_generate)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="R-precision, FID, MM-Dist, Diversity, MultiModality and event accuracy"
+    )
+    evaluate.add_argument("--data", required=True, help="HumanML3D folder whose split is evaluated")
+    evaluate.add_argument("--evaluator", required=True, help="evaluator folder (recipes/train_evaluator.py)")
+    evaluate.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
+    evaluate.add_argument("--policy", action="append", default=[], help="NAME=FOLDER; repeatable")
+    evaluate.add_argument("--motion-tokenizer", default=None, help="also evaluate its reconstructions")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--num-prompts", type=int, default=None, help="default: every item of the split")
+    evaluate.add_argument("--repeats", type=int, default=20)
+    evaluate.add_argument(
+        "--generation-rounds", type=int, default=None, help="fresh generations (default: one per repeat)"
+    )
+    evaluate.add_argument("--mm-prompts", type=int, default=100, help="MultiModality prompts")
+    evaluate.add_argument("--mm-samples", type=int, default=30, help="MultiModality samples per prompt")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--no-judge", action="store_true", help="skip the event accuracies")
+    evaluate.set_defaults(func=_evaluate)
 
     demo = commands.add_parser("demo", help="run the pipeline on the built-in corpus; writes report.md")
     demo.add_argument("--out", default="outputs/demo")

@@ -61,7 +61,7 @@ def test_render_errors_name_the_input(tmp_path, capsys):
 def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     config = DemoConfig(
         out=tmp_path / "demo",
-        num_clips=16,
+        num_clips=40,
         seed=1,
         num_samples=2,
         tokenizer_recipe="recipes/tokenizer/tiny.yaml",
@@ -69,14 +69,20 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         sft_recipe="recipes/t5/sft/config_tiny.yaml",
         sft_overrides={"max_steps": 2, "eval_steps": 2, "save_steps": 2, "disable_tqdm": "true"},
         num_eval_prompts=3,
+        evaluator_recipe="recipes/evaluator/tiny.yaml",
+        evaluator_overrides={"max_steps": 4, "save_steps": 2, "eval_group_size": 4, "disable_tqdm": "true"},
+        protocol=dict(
+            split="all", num_prompts=32, repeats=3, generation_rounds=1, mm_prompts=2, mm_samples=10
+        ),
     )
     report = run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
-    assert list(summary) == ["corpus", "renders", "tokenizer", "tokenized", "policy"]
+    stages = ["corpus", "renders", "tokenizer", "tokenized", "policy", "evaluator", "evaluation"]
+    assert list(summary) == stages
     for stage in summary.values():
         assert "motion-align " in stage["command"] or "accelerate launch " in stage["command"]
         assert not stage["reused"]
-    assert summary["corpus"]["figures"]["clips"] == 16
+    assert summary["corpus"]["figures"]["clips"] == 40
     text = report.read_text()
     assert "## Corpus" in text and "| joint_positions |" in text
     for item in json.loads((config.out / "renders" / "renders.json").read_text())["items"]:
@@ -104,6 +110,26 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     for pair in pairs:
         assert all((config.out / file).is_file() and "#" not in file for file in pair["files"])
         assert pair["prompt"] in text
+    assert summary["evaluator"]["figures"]["world_size"] == 2  # the recipe ran through `accelerate launch`
+    metrics = json.loads((config.out / "evaluation" / "metrics.json").read_text())
+    assert set(metrics["rows"]) == {"real", "reconstruction", "t5 tiny SFT"} and metrics["prompts"] == 32
+    for name, row in metrics["rows"].items():
+        assert 0 <= row["metrics"]["R@1"]["mean"] <= 1 and row["metrics"]["R@1"]["n"] == 3
+        assert ("FID" in row["metrics"]) == (name != "real") and row["events"]["score"]["n"] > 0
+    assert metrics["rows"]["real"]["events"]["integrity"]["mean"] == 1.0  # the judge agrees with the labels
+    assert metrics["rows"]["t5 tiny SFT"]["metrics"]["MultiModality"]["n"] == 3
+    assert (
+        "## Evaluation" in text and "| t5 tiny SFT |" in text and "not comparable to published tables" in text
+    )
     run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
     assert all(stage["reused"] for stage in summary.values())
+    # `motion-align evaluate` on the demo's artifacts, as a user would run it
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", summary["corpus"]["path"], "--evaluator", summary["evaluator"]["path"],
+            "--policy", f"sft={summary['policy']['path']}", "--split", "all", "--num-prompts", "32",
+            "--repeats", "2", "--mm-prompts", "2", "--mm-samples", "10", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert set(json.loads((out / "metrics.json").read_text())["rows"]) == {"real", "sft"}
+    assert "| sft |" in (out / "metrics.md").read_text()
+    assert main([*args[:-2], "--policy", "no-equals-sign", "--out", str(out)]) == 2

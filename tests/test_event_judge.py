@@ -142,6 +142,13 @@ def test_compare_lowers_each_category_for_its_own_mistake(jump_then_wave):
     for result in (missing, swapped, counted, wrong_hand):
         assert 0.0 <= result.score < 1.0
         assert result.score == pytest.approx((result.integrity + result.temporal + result.frequency) / 3)
+    # frequency does not apply to a spec without counted events; the score averages what applies
+    walk = JUDGE.compare([Event("walk", 2, direction="backward")], jump_then_wave)
+    assert walk.frequency is None and walk.integrity == 0.0 and walk.temporal == 0.0 and walk.score == 0.0
+    nothing_judged = JUDGE.compare(
+        [Event("raise_arms", limb="left", params={"mode": "front"})], jump_then_wave
+    )
+    assert (nothing_judged.integrity, nothing_judged.frequency, nothing_judged.score) == (None, None, 1.0)
 
 
 def test_unjudged_actions_are_ignored_and_neighbours_merge(jump_then_wave):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: The repository checkout (recipes/ lives there) and real HumanML3D reference files beside it.
@@ -28,6 +28,15 @@ class DemoConfig:
     sft_recipe: str = ""
     sft_overrides: dict | None = None
     num_eval_prompts: int = 200
+    #: Evaluator recipe and overrides; the evaluation protocol's settings (ProtocolConfig fields). The
+    #: demo's protocol is CPU-sized: fewer prompts, generation rounds and MultiModality samples.
+    evaluator_recipe: str = "recipes/evaluator/small.yaml"
+    evaluator_overrides: dict | None = None
+    protocol: dict = field(
+        default_factory=lambda: dict(
+            num_prompts=640, repeats=20, generation_rounds=2, mm_prompts=32, mm_samples=10
+        )
+    )
 
     def __post_init__(self) -> None:
         if self.policy_family not in ("t5", "llama"):

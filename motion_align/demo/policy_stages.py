@@ -10,19 +10,13 @@ curves, and a few prompt/sample pairs rendered next to the corpus motion of the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from motion_align.demo.common import REPO, DemoConfig, read_json, rel, write_json
+from motion_align.demo.launch import RECIPE_PROCESSES, run_recipe
 from motion_align.plots import plot_curves
-
-RECIPE_PROCESSES = 2  # the small SFT recipes' global batch assumes two processes
 
 
 def tokenized_stage(config: DemoConfig, stages: dict) -> dict:
@@ -49,54 +43,6 @@ def tokenized_stage(config: DemoConfig, stages: dict) -> dict:
         "reused": reused,
         "figures": {"items": info["splits"], "codebook_size": info["codebook_size"]},
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launcher() -> tuple[list[str], dict[str, str], list[str]]:
-    """``accelerate launch`` arguments, environment, and extra recipe flags for this machine."""
-    import torch
-
-    accelerate = str(Path(sys.executable).with_name("accelerate"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if torch.cuda.is_available():
-        launch = [accelerate, "launch", "--num_processes", "1"]
-        return launch, env, ["--gradient_accumulation_steps", str(RECIPE_PROCESSES)]
-    env["ACCELERATE_USE_CPU"] = "true"
-    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", str(RECIPE_PROCESSES)]
-    return launch, env, []
-
-
-def _train(config: DemoConfig, path: Path, recipe_args: list[str], fresh: bool) -> tuple[bool, str]:
-    """Runs the SFT recipe unless a finished run with the same settings is there.
-
-    ``fresh``: the data changed, so nothing of an earlier run is kept. Returns (reused, the command as a
-    user would type it).
-    """
-    launch, env, extra = _launcher()
-    args = [*recipe_args, *extra]
-    recipe = yaml.safe_load((REPO / config.sft_recipe).read_text())  # its values: comments may change
-    settings = {"args": args, "recipe": recipe, "launch": launch[1:]}
-    prefix = "ACCELERATE_USE_CPU=true " if "ACCELERATE_USE_CPU" in env else ""
-    shown = f"{prefix}accelerate {' '.join(launch[1:])} recipes/sft.py {' '.join(args)}"
-    same = not (fresh or config.force) and read_json(path / "demo_settings.json") == settings
-    if same and (path / "sft_run.json").is_file():
-        return True, shown
-    resume = same and any(path.glob("checkpoint-*"))  # an interrupted demo carries on
-    if not resume:
-        shutil.rmtree(path, ignore_errors=True)
-    write_json(path / "demo_settings.json", settings)
-    command = [*launch, "--main_process_port", str(_free_port()), str(REPO / "recipes" / "sft.py"), *args]
-    if resume:
-        command += ["--resume_from_checkpoint", "true"]
-    done = subprocess.run(command, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"SFT exited with code {done.returncode}: {' '.join(command)}")
-    return False, shown
 
 
 def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
@@ -139,7 +85,17 @@ def policy_stage(config: DemoConfig, stages: dict) -> dict:
     recipe_args = ["--config", config.sft_recipe, "--data_dir", tokenized, "--output_dir", str(path)]
     for key, value in (config.sft_overrides or {}).items():
         recipe_args += [f"--{key}", str(value)]
-    reused, command = _train(config, path, recipe_args, fresh=not stages["tokenized"]["reused"])
+    gpu_args = ["--gradient_accumulation_steps", str(RECIPE_PROCESSES)]  # one GPU: the same global batch
+    reused, command = run_recipe(
+        config,
+        "sft.py",
+        config.sft_recipe,
+        path,
+        recipe_args,
+        not stages["tokenized"]["reused"],
+        "sft_run.json",
+        gpu_args,
+    )
     validity = read_json(path / "validity.json")
     if not reused or validity is None or validity["motions"] != config.num_eval_prompts:
         validity = _evaluate(config, stages["corpus"]["path"], path)

@@ -8,6 +8,12 @@ from pathlib import Path
 
 from motion_align.demo.common import DemoConfig, write_json
 from motion_align.demo.corpus_stages import corpus_section, corpus_stage, renders_section, renders_stage
+from motion_align.demo.evaluation_stages import (
+    evaluation_section,
+    evaluation_stage,
+    evaluator_section,
+    evaluator_stage,
+)
 from motion_align.demo.policy_stages import policy_section, policy_stage, tokenized_section, tokenized_stage
 from motion_align.demo.tokenizer_stage import tokenizer_section, tokenizer_stage
 
@@ -20,6 +26,8 @@ STAGES = (
     ("tokenizer", tokenizer_stage, tokenizer_section),
     ("tokenized", tokenized_stage, tokenized_section),
     ("policy", policy_stage, policy_section),
+    ("evaluator", evaluator_stage, evaluator_section),
+    ("evaluation", evaluation_stage, evaluation_section),
 )
 SUMMARY_KEYS = ("path", "command", "figures", "reused", "seconds")
 

@@ -151,7 +151,8 @@ def _order_case(
         return None
     wanted = [n.group for n in normalise(labels, strict_gait=judge.strict_gait)]
     seen = [n.group for n in normalise(detected, strict_gait=judge.strict_gait)]
-    return result.temporal == 1.0, wanted == seen
+    middles = [(c.detected.start + c.detected.end) / 2 for c in result.checks if c.found]
+    return all(a < b for a, b in zip(middles, middles[1:])), wanted == seen
 
 
 class _Agreement:
@@ -172,7 +173,8 @@ class _Agreement:
         if case is not None:
             self.order.update({"cases": 1, "agree": int(case[0]), "exact_sequence": int(case[1])})
         for key in ("integrity", "temporal", "frequency", "score"):
-            self.scores[key].append(getattr(result, key))
+            if getattr(result, key) is not None:  # None: the figure does not apply to these labels
+                self.scores[key].append(getattr(result, key))
 
     def record(self) -> dict[str, Any]:
         cases = self.order["cases"]

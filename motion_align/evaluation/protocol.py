@@ -149,16 +149,13 @@ def event_accuracy(judge: Any, prompts: Sequence[EvalPrompt], motions: Sequence[
     for prompt, features in zip(prompts, motions, strict=True):
         if not prompt.item.events:
             continue
-        if features is None:
-            for name in EVENT_FIGURES:
-                values[name].append(0.0)
-            continue
+        if features is None:  # no motion: nothing asked for is there
+            features = np.zeros((PLACEHOLDER_FRAMES, 263), dtype=np.float32)
         result = judge.compare(prompt.item.events, joints_from_features(features))
         for name in EVENT_FIGURES:
-            values[name].append(float(getattr(result, name)))
-    if not values["score"]:
-        return {}
-    return {name: confidence_interval(v) for name, v in values.items()}
+            if getattr(result, name) is not None:  # e.g. no frequency for a spec without counted events
+                values[name].append(float(getattr(result, name)))
+    return {name: confidence_interval(v) for name, v in values.items() if v}
 
 
 class Evaluation:

@@ -30,9 +30,10 @@ Other parameters (jump height, squat depth, walking speed and path) are not judg
 - frequency = share of the counted spec events (jump, hop, squat, wave, clap, punch, kick) found
   with exactly the spec's count (a missing event has count 0); walk/run step counts are reported,
   not judged (a walk's "count" of steps depends on how its closing step is counted);
-- score = (integrity + temporal + frequency) / 3, in [0, 1].
+- score = the mean of the figures that apply, in [0, 1].
 
-A spec with nothing judged scores 1.0 on all three. Extra detected events that the spec does not
+A figure that does not apply is None: frequency when the spec asks for no counted event, all three
+when it asks for nothing judged (the score is then 1.0). Extra detected events that the spec does not
 ask for are listed (``JudgeResult.extra``) but do not lower the score.
 """
 
@@ -197,17 +198,18 @@ class EventCheck:
 class JudgeResult:
     """Integrity, temporal and frequency accuracy of one motion against one spec (module docstring)."""
 
-    integrity: float
-    temporal: float
-    frequency: float
+    integrity: float | None
+    temporal: float | None
+    frequency: float | None
     checks: list[EventCheck]
     detected: list[DetectedEvent]
     extra: list[DetectedEvent]
 
     @property
     def score(self) -> float:
-        """The reward: mean of integrity, temporal and frequency, in [0, 1]."""
-        return (self.integrity + self.temporal + self.frequency) / 3.0
+        """The reward: mean of the figures that apply (integrity, temporal, frequency), in [0, 1]."""
+        figures = [f for f in (self.integrity, self.temporal, self.frequency) if f is not None]
+        return float(np.mean(figures)) if figures else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,8 +227,6 @@ def _merged_detection(norm: NormalEvent) -> DetectedEvent:
 
 def _pair_order(times: list[float | None]) -> float:
     """Share of consecutive pairs both found (not None) and in increasing order; one event: found or not."""
-    if not times:
-        return 1.0
     if len(times) == 1:
         return float(times[0] is not None)
     return float(np.mean([a is not None and b is not None and a < b for a, b in zip(times, times[1:])]))
@@ -270,11 +270,12 @@ class EventJudge:
             middles.append((det.start + det.end) / 2 if found else None)
             if found:
                 used.add(index)
-        integrity = float(np.mean([c.found for c in checks])) if checks else 1.0
+        integrity = float(np.mean([c.found for c in checks])) if checks else None
+        temporal = _pair_order(middles) if checks else None
         counted = [c.count_ok for c in checks if c.count_ok is not None]
-        frequency = float(np.mean(counted)) if counted else 1.0
+        frequency = float(np.mean(counted)) if counted else None
         extra = [_merged_detection(d) for i, d in enumerate(seen) if i not in used]
-        return JudgeResult(integrity, _pair_order(middles), frequency, checks, detected, extra)
+        return JudgeResult(integrity, temporal, frequency, checks, detected, extra)
 
     def score(self, spec: Sequence[Event], motion: Any) -> float:
         """The reward in [0, 1]: mean of integrity, temporal and frequency accuracy."""
