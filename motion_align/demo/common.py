@@ -28,13 +28,14 @@ class DemoConfig:
     sft_recipe: str = ""
     sft_overrides: dict | None = None
     num_eval_prompts: int = 200
-    #: Evaluator recipe and overrides; the evaluation protocol's settings (ProtocolConfig fields). The
-    #: demo's protocol is CPU-sized: fewer prompts, generation rounds and MultiModality samples.
+    #: Evaluator recipe and overrides; the evaluation protocol's settings (ProtocolConfig fields): every
+    #: test item, 20 repetitions, MultiModality over 100 prompts x 30 samples as published, but 2
+    #: generation rounds (cycled over the repetitions) instead of 20, to stay within minutes on a CPU.
     evaluator_recipe: str = "recipes/evaluator/small.yaml"
     evaluator_overrides: dict | None = None
     protocol: dict = field(
         default_factory=lambda: dict(
-            num_prompts=640, repeats=20, generation_rounds=2, mm_prompts=32, mm_samples=10
+            num_prompts=None, repeats=20, generation_rounds=2, mm_prompts=100, mm_samples=30
         )
     )
 
