@@ -1,0 +1,95 @@
+"""Preference losses as pure functions of sequence log-probabilities.
+
+Every loss reads the policy's and the reference's log-probabilities of the chosen and rejected motions,
+``(B,)`` each, and works on the log-ratio difference
+
+    h = (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)),
+
+whose ``beta``-scaled halves are the implicit rewards (Rafailov et al. 2023). Two per-pair knobs carry a
+human label's degree of preference:
+
+- ``margin`` m (B,): the chosen implicit reward must beat the rejected one by m (as the reward-model
+  margin of Touvron et al. 2023, "Llama 2", eq. 2, moved onto DPO's implicit reward);
+- ``label_smoothing`` eps (B,) or float: the probability that the label is flipped (conservative DPO,
+  Mitchell 2023): each loss becomes ``(1 - eps) * l(h) + eps * l(-h)``.
+
+Returned losses are per pair, ``(B,)``; the trainer averages them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+
+
+def logratio_difference(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+) -> torch.Tensor:
+    """``h = (pi_w - ref_w) - (pi_l - ref_l)`` from sequence log-probabilities, each (B,)."""
+    return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+
+
+def _smoothed(
+    loss_of: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, eps: torch.Tensor | float
+) -> torch.Tensor:
+    eps = torch.as_tensor(eps, dtype=h.dtype, device=h.device)
+    if ((eps < 0) | (eps > 0.5)).any():
+        raise ValueError("label_smoothing must be in [0, 0.5]")
+    return (1 - eps) * loss_of(h) + eps * loss_of(-h)
+
+
+def _margin(margin: torch.Tensor | float | None, h: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(h) if margin is None else torch.as_tensor(margin, dtype=h.dtype, device=h.device)
+
+
+def sigmoid_loss(
+    h: torch.Tensor, beta: float, margin: torch.Tensor | float | None = None, label_smoothing=0.0
+) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7): ``-log sigmoid(beta * h - m)``; with eps, cDPO's mixture."""
+    m = _margin(margin, h)
+    return _smoothed(lambda z: -F.logsigmoid(beta * z - m), h, label_smoothing)
+
+
+def ipo_loss(
+    h: torch.Tensor, beta: float, margin: torch.Tensor | float | None = None, label_smoothing=0.0
+) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17): ``(h - (1/2 + m) / beta)^2``, the squared distance to the target
+    log-ratio gap ``1 / (2 beta)`` (tau = beta), raised by the margin on the implicit-reward scale.
+
+    ``h`` is expected per token (log-probabilities averaged over each motion's tokens), as TRL and the
+    IPO authors' experiments use it. With eps the minimiser is ``(1 - 2 eps) (1/2 + m) / beta``: the
+    expected loss under a label that is right with probability 1 - eps (Azar et al., section 5).
+    """
+    m = _margin(margin, h)
+    return _smoothed(lambda z: (z - (0.5 + m) / beta) ** 2, h, label_smoothing)
+
+
+def hinge_loss(
+    h: torch.Tensor, beta: float, margin: torch.Tensor | float | None = None, label_smoothing=0.0
+) -> torch.Tensor:
+    """SLiC-HF's rank calibration (Zhao et al. 2023, eq. 2): ``max(0, 1 + m - beta * h)``."""
+    m = _margin(margin, h)
+    return _smoothed(lambda z: torch.relu(1 + m - beta * z), h, label_smoothing)
+
+
+def preference_loss(
+    loss_type: str,
+    h: torch.Tensor,
+    beta: float,
+    margin: torch.Tensor | float | None = None,
+    label_smoothing: torch.Tensor | float = 0.0,
+) -> torch.Tensor:
+    """Per-pair loss (B,) of ``loss_type`` (sigmoid, ipo or hinge)."""
+    losses = {"sigmoid": sigmoid_loss, "ipo": ipo_loss, "hinge": hinge_loss}
+    if loss_type not in losses:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    return losses[loss_type](h, beta, margin, label_smoothing)
