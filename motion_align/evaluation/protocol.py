@@ -191,7 +191,7 @@ class Evaluation:
                 self.config.repeats,
                 self.config.seed,
                 mm,
-            ),  # fmt: skip
+            ),
             "generation_rounds": len(rounds),
             "placeholders": missing,
         }
