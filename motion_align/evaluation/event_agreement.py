@@ -51,6 +51,7 @@ from motion_align.rewards.event_judge import (
     normalise,
 )
 from motion_align.rewards.event_signals import DetectedEvent
+from motion_tokenizer.checkpoint import write_atomic
 
 #: Category -> the actions it covers.
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -276,11 +277,8 @@ def format_agreement(record: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write atomically: a temporary sibling renamed onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(record, indent=2) + "\n"
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.evaluation.protocol import Evaluation, ProtocolConfig, format_tables, policy_generator
+from motion_tokenizer.checkpoint import write_atomic
 
 logger = logging.getLogger(__name__)
 LABEL = "local evaluator, not comparable to published tables"
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def load_evaluator(path: str | os.PathLike[str]) -> Any:
