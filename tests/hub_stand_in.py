@@ -4,7 +4,8 @@ made by the real, unchanged `huggingface_hub` client (the `hub` fixture points i
 dataset repos are folders under a temporary directory, holding the files of their head commit.
 
   POST /api/repos/create                                  create_repo (409 if the repo exists)
-  POST /api/validate-yaml                                 create_commit / upload_folder with a README.md
+  POST /api/validate-yaml                                 create_commit / upload_folder with a README.md;
+                                                          checks a subset of the Hub's metadata rules
   POST /api/{models|datasets}/{repo}/preupload/{rev}      "regular" or "lfs" per file, as the Hub decides
   POST {repo_url}.git/info/lfs/objects/batch              LFS batch API, "basic" transfer
   PUT  /_lfs_upload/{sha256}                              the upload href of the batch answer (S3 on the Hub)
@@ -62,6 +63,37 @@ def git_blob_oid(data: bytes) -> str:
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+# A subset of the Hub's model-card metadata rules (huggingface.co/docs/hub/model-cards#model-card-metadata).
+LICENSES = set("apache-2.0 mit bsd-3-clause gpl-3.0 cc-by-4.0 cc-by-sa-4.0 cc-by-nc-4.0 cc-by-nc-sa-4.0 "
+               "openrail llama2 llama3 llama3.1 gemma other unknown".split())  # fmt: skip
+PIPELINE_TAGS = set("text-generation text2text-generation feature-extraction fill-mask text-to-3d "
+                    "text-to-video summarization translation other".split())  # fmt: skip
+REPO_ID = re.compile(r"(?:[\w.-]+/)?[\w.-]+")
+
+
+def metadata_errors(meta: dict) -> list[str]:
+    """Why the Hub would refuse this README.md metadata (empty: it passes)."""
+    errors = []
+    for key in ("tags", "datasets", "language", "metrics", "base_model"):
+        value = meta.get(key)
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        ):
+            errors.append(f'"{key}" must be a string or an array of strings')
+    for key in ("library_name", "pipeline_tag", "license", "model_name"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            errors.append(f'"{key}" must be a string')
+    if isinstance(meta.get("license"), str) and meta["license"] not in LICENSES:
+        errors.append(f'"license" must be one of the Hub\'s license identifiers, got "{meta["license"]}"')
+    if isinstance(meta.get("pipeline_tag"), str) and meta["pipeline_tag"] not in PIPELINE_TAGS:
+        errors.append(f'"pipeline_tag" must be a known task, got "{meta["pipeline_tag"]}"')
+    base = meta.get("base_model")
+    for name in [base] if isinstance(base, str) else base if isinstance(base, list) else []:
+        if isinstance(name, str) and not REPO_ID.fullmatch(name):
+            errors.append(f'"base_model" must be model ids, got "{name}"')
+    return errors
 
 
 class HubError(Exception):
@@ -286,7 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise yaml.YAMLError("metadata must be a YAML mapping")
         except yaml.YAMLError as err:
             return self.send(400, {"errors": [{"message": str(err)}], "warnings": []})
-        self.send(200, {"errors": [], "warnings": []})
+        errors = [{"message": message} for message in metadata_errors(meta or {})]
+        self.send(400 if errors else 200, {"errors": errors, "warnings": []})
 
     def preupload(self, hub, query, kind, repo, rev):
         self.authorized()
