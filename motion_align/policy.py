@@ -46,6 +46,7 @@ from motion_align.vocab import MotionVocab
 
 PROMPT_TEMPLATE = "Generate motion: {caption}"
 VOCAB_FILE = "motion_vocab.json"
+ADAPTER_CONFIG = "adapter_config.json"
 PAD_TO_MULTIPLE_OF = 8
 
 PRESETS: dict[str, dict[str, dict[str, Any] | str | None]] = {
@@ -306,6 +307,8 @@ def load_policy(
     rates. ``trust_remote_code`` is False unless passed; other keywords go to ``from_pretrained``.
     """
     name = str(path_or_hub_id)
+    if is_adapter(name):
+        return load_adapter_policy(name, dropout=dropout, **from_pretrained_kwargs)
     shared, model_kwargs = _hub_kwargs(from_pretrained_kwargs)
     config = AutoConfig.from_pretrained(name, **shared)
     family = policy_family(config)
@@ -323,6 +326,38 @@ def load_policy(
     if dropout is not None:
         set_dropout(model, dropout)
     return model, tokenizer
+
+
+def is_adapter(path_or_hub_id: str | os.PathLike[str]) -> bool:
+    """True for a local folder that holds a PEFT adapter (``adapter_config.json``) and no full model."""
+    path = Path(path_or_hub_id)
+    return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
+
+
+def load_adapter_policy(
+    path: str | os.PathLike[str],
+    dropout: float | None = None,
+    merge: bool = True,
+    **from_pretrained_kwargs: Any,
+) -> tuple[Any, Any]:
+    """A policy from a LoRA adapter folder: its base (``base_model_name_or_path``) with the adapter loaded,
+    merged into the weights unless ``merge=False`` (then a ``PeftModel``). The tokenizer is the adapter
+    folder's, which must have the base's motion vocabulary."""
+    from peft import PeftConfig, PeftModel
+
+    name = str(path)
+    base_name = PeftConfig.from_pretrained(name).base_model_name_or_path
+    if not base_name:
+        raise ValueError(f"{name}/{ADAPTER_CONFIG}: field 'base_model_name_or_path' is empty")
+    model, tokenizer = load_policy(base_name, dropout=dropout, **from_pretrained_kwargs)
+    adapter_tokenizer = AutoTokenizer.from_pretrained(name)
+    if len(adapter_tokenizer) != len(tokenizer):
+        raise ValueError(
+            f"{name}: the adapter's tokenizer has {len(adapter_tokenizer)} tokens but its base {base_name} "
+            f"has {len(tokenizer)}"
+        )
+    model = PeftModel.from_pretrained(model, name)
+    return (model.merge_and_unload() if merge else model), adapter_tokenizer
 
 
 def save_policy(

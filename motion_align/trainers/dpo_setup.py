@@ -1,0 +1,143 @@
+"""What ``recipes/dpo_ipo.py`` does before and after ``trainer.train()``: load the policy (optionally 4-bit),
+read and split the preference pairs, save the aligned adapter as a self-describing folder.
+
+The saved folder is a LoRA adapter (or, after full fine-tuning, a whole policy) that
+:func:`motion_align.policy.load_policy` reads, so ``motion-align generate --model`` and ``motion-align
+evaluate --policy`` take it directly, plus ``motion_tokenizer.json`` and ``training_info.json`` (base
+model, data, recipe, hyper-parameters, command: what the model card states).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import set_seed
+
+from motion_align.data.preferences import (
+    load_preferences,
+    select_preferences,
+    split_preferences,
+    to_trainer_rows,
+)
+from motion_align.generation import MOTION_TOKENIZER_FILE, _recorded_motion_tokenizer, record_motion_tokenizer
+from motion_align.lora import get_peft_config
+from motion_align.policy import load_policy, write_vocab_info
+
+TRAINING_INFO = "training_info.json"
+# Recipe fields the model card lists as hyper-parameters.
+CARD_FIELDS = (
+    "loss_type",
+    "beta",
+    "degree_use",
+    "margin_scale",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "num_train_epochs",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "use_peft",
+    "load_in_4bit",
+    "seed",
+)
+
+
+def _missing_input(what: str, path: str, flag: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{what} {path!r} not found. Create the demo artifacts with `make demo` (or `motion-align demo --out "
+        f"outputs/demo`), or pass {flag} (a local folder or a Hub id)."
+    )
+
+
+def get_dpo_policy(config: Any) -> tuple[Any, Any, Any]:
+    """(policy, text tokenizer, LoRA config or None) for a :class:`~motion_align.configs.MotionDPOConfig`.
+
+    The policy is loaded with dropout off; ``load_in_4bit`` loads its weights in 4 bits through
+    bitsandbytes (QLoRA; bitsandbytes also runs on CPU).
+    """
+    name = config.model_name_or_path
+    looks_local = name.startswith((".", "/", "outputs")) or Path(name).exists()
+    if looks_local and not Path(name).is_dir():
+        raise _missing_input("policy", name, "--model_name_or_path")
+    set_seed(config.seed)
+    kwargs: dict[str, Any] = {}
+    if config.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
+    model, tokenizer = load_policy(name, dropout=0.0, **kwargs)
+    peft_config = None
+    if config.use_peft:
+        peft_config = get_peft_config(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout)
+    return model, tokenizer, peft_config
+
+
+def get_preference_datasets(config: Any) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` trainer rows: the pairs filtered by degree, subsampled to
+    ``data_fraction`` and split ``eval_fraction`` off, all seeded by ``config.seed``."""
+    name = config.dataset_name
+    if name.startswith((".", "/", "outputs")) and not Path(name).exists():
+        raise _missing_input("preference dataset", name, "--dataset_name")
+    pairs = load_preferences(name, split=config.dataset_split)
+    pairs = select_preferences(
+        pairs, config.preference_degrees, config.include_unsure, config.data_fraction, config.seed
+    )
+    if len(pairs) == 0:
+        raise ValueError(f"{name}: no pairs left after the degree filter {config.preference_degrees}")
+    if config.eval_fraction > 0:
+        splits = split_preferences(pairs, config.eval_fraction, config.seed)
+        return {"train": to_trainer_rows(splits["train"]), "eval": to_trainer_rows(splits["eval"])}
+    return {"train": to_trainer_rows(pairs), "eval": None}
+
+
+def training_info(config: Any, rows: int) -> dict[str, Any]:
+    """What the model card states: base, motion tokenizer, data, recipe, hyper-parameters, command."""
+    motion_tokenizer = config.motion_tokenizer
+    if motion_tokenizer is None and Path(config.model_name_or_path, MOTION_TOKENIZER_FILE).is_file():
+        motion_tokenizer = _recorded_motion_tokenizer(Path(config.model_name_or_path))
+    argv = sys.argv[1:]
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    adapter = "QLoRA" if config.load_in_4bit else "LoRA" if config.use_peft else "full fine-tuning"
+    return {
+        "base_model": _absolute_if_local(config.model_name_or_path),
+        "method": f"{config.loss_type[0].upper() if config.loss_type[0] != 'sigmoid' else 'DPO'}-{adapter}",
+        "motion_tokenizer": _absolute_if_local(motion_tokenizer) if motion_tokenizer else None,
+        "dataset": config.dataset_name,
+        "rows": rows,
+        "recipe": recipe,
+        "hyperparameters": {k: getattr(config, k) for k in CARD_FIELDS if hasattr(config, k)},
+        "command": "accelerate launch recipes/dpo_ipo.py " + " ".join(sys.argv[1:]),
+    }
+
+
+def _absolute_if_local(name: str) -> str:
+    return str(Path(name).resolve()) if Path(name).exists() else name
+
+
+def save_aligned_policy(trainer: Any, tokenizer: Any, config: Any, info: dict[str, Any]) -> Path:
+    """Adapter (or full policy), tokenizer, ``motion_vocab.json``, ``motion_tokenizer.json`` and
+    ``training_info.json`` into ``config.output_dir`` (main process only; checkpoints stay)."""
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))  # adapter_config.json + adapter_model.safetensors, or the whole model
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    write_vocab_info(base, tokenizer, out)
+    adapter_config = out / "adapter_config.json"
+    if adapter_config.is_file():  # a local base is recorded by absolute path, so the folder loads anywhere
+        data = json.loads(adapter_config.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = info["base_model"]
+        adapter_config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if info.get("motion_tokenizer"):
+        record_motion_tokenizer(out, info["motion_tokenizer"])
+    (out / TRAINING_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    return out
