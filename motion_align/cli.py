@@ -283,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sft-recipe", default=None, help="default: recipes/<family>/sft/config_small.yaml")
     demo.add_argument("--eval-prompts", type=int, default=200, help="held-out prompts to generate")
     demo.set_defaults(func=_demo)
+    from motion_align.data.pair_builders import add_pairs_command
+    from motion_align.hub import add_push_command
+
+    add_pairs_command(commands)
+    add_push_command(commands)
     return parser
 
 
@@ -290,11 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"motion-align {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":
