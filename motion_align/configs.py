@@ -6,6 +6,7 @@ dataclasses with the same conventions (``output_dir``, ``seed``, ``resume_from_c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -327,6 +328,10 @@ class MotionDPOConfig(DPOConfig):
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.load_in_4bit and not self.use_peft:
             raise ValueError("load_in_4bit trains a LoRA adapter on a frozen 4-bit base: set use_peft=true")
-        if not torch.cuda.is_available():  # so a multi-process launch on a CPU box runs gloo, not NCCL
-            self.use_cpu = True
+        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        if not torch.cuda.is_available():  # CPU: a multi-process launch runs gloo
+            if deepspeed:  # use_cpu would drop DeepSpeed; without a backend accelerate sees one process
+                self.ddp_backend = self.ddp_backend or "gloo"
+            else:
+                self.use_cpu = True
         super().__post_init__()

@@ -49,6 +49,11 @@ _T5_TYPES = {"t5", "mt5", "umt5"}
 _LLAMA_TYPES = {"llama", "mistral", "qwen2", "qwen3"}  # same projection names as LLaMA
 
 
+def num_rows(weight: Any) -> int:
+    """Rows of an embedding or output matrix, also when DeepSpeed ZeRO-3 has partitioned it (``ds_shape``)."""
+    return int(getattr(weight, "ds_shape", weight.shape)[0])
+
+
 def motion_token_ids(tokenizer: Any) -> list[int]:
     """The K + 3 motion-token ids of ``tokenizer`` (codes, start, end, mask); ValueError if absent."""
     try:
@@ -111,7 +116,7 @@ def declare_untied_output(model: nn.Module) -> bool:
 def _token_layers(model: nn.Module, ids: list[int]) -> tuple[dict[str, list[int]], list[str]]:
     """``trainable_token_indices`` for the embedding (+ untied output layer), and any ``modules_to_save``."""
     embedding = model.get_input_embeddings()
-    rows = embedding.weight.shape[0]
+    rows = num_rows(embedding.weight)
     if max(ids) >= rows:
         raise ValueError(
             f"motion token id {max(ids)} is outside the input embedding ({rows} rows): "

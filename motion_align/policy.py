@@ -40,7 +40,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from motion_align.lora import declare_untied_output
+from motion_align.lora import declare_untied_output, num_rows
 from motion_align.text_tokenizer import FAMILIES
 from motion_align.vocab import MotionVocab
 
@@ -277,7 +277,7 @@ def check_embeddings(model: PreTrainedModel, tokenizer: Any, where: str = "polic
     for name, layer in layers.items():
         if layer is None:
             continue
-        rows = layer.weight.shape[0]
+        rows = num_rows(layer.weight)
         if rows <= top:
             raise ValueError(
                 f"{where}: the {name} matrix has {rows} rows but the tokenizer uses ids up to {top} "

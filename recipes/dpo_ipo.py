@@ -24,6 +24,7 @@ from motion_align.configs import MotionDPOConfig
 from motion_align.hub import card_info_from_folder, push_adapter
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.trainers.dpo_setup import (
+    AdapterCheckpointCallback,
     get_dpo_policy,
     get_preference_datasets,
     save_aligned_policy,
@@ -48,21 +49,30 @@ def main() -> None:
     logger.info("%d training pairs, %s eval pairs", len(data["train"]), data["eval"] and len(data["eval"]))
 
     # Training
+    info = training_info(config, len(data["train"]))
     trainer = MotionDPOTrainer(model, args=config, train_dataset=data["train"], eval_dataset=data["eval"],
-                               processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+                               processing_class=tokenizer, peft_config=peft_config,
+                               callbacks=[AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
     checkpoint = config.resume_from_checkpoint
     result = trainer.train(resume_from_checkpoint=True if checkpoint in ("true", "latest") else checkpoint)
     metrics = trainer.evaluate() if data["eval"] is not None else {}
 
-    # Save, and push
+    # Save (every process: ZeRO-3 gathers the weights), and push
+    trainer.save_model(config.output_dir)
     if trainer.accelerator.is_main_process:
         trainer.save_state()
-        info = training_info(config, len(data["train"]))
         info["metrics"] = {
             k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval_loss", "eval_rewards"))
         }
         out = save_aligned_policy(trainer, tokenizer, config, info)
-        run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
+        run = {
+            "world_size": trainer.accelerator.num_processes,
+            "train": result.metrics,
+            "eval": metrics,
+            "distributed_type": str(trainer.accelerator.distributed_type),
+            "zero_stage": trainer.is_deepspeed_enabled
+            and trainer.accelerator.state.deepspeed_plugin.zero_stage,
+        }
         (Path(out) / "dpo_run.json").write_text(json.dumps(run, indent=2) + "\n")
         logger.info("saved the aligned policy to %s", out)
         if push:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from accelerate.utils import is_peft_model
 from transformers import set_seed
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import BaseModelOutput
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
@@ -37,7 +38,7 @@ from trl.trainer.utils import pad, selective_log_softmax, use_adapter
 
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS
 from motion_align.losses import LOSS_TYPES, preference_loss
-from motion_align.policy import policy_family, set_dropout
+from motion_align.policy import load_policy, policy_family, set_dropout
 
 # Per-pair columns the collators pass through to the loss, with the reference log-probs TRL precomputes.
 PAIR_FIELDS = ("margin", "pair_smoothing", "ref_chosen_logps", "ref_rejected_logps")
@@ -109,6 +110,19 @@ def degree_columns(example: dict[str, Any], degree_use: str, margin_scale: float
     return {"pair_smoothing": DEGREE_LABEL_SMOOTHING[degree] if degree else 0.0}
 
 
+def frozen_reference(model: Any) -> Any:
+    """The frozen starting policy for full fine-tuning: a deep copy, or under DeepSpeed ZeRO-3 (whose
+    partitioned parameters a copy would not carry) the policy reloaded from the folder or Hub id it came from."""
+    if is_deepspeed_zero3_enabled():
+        name = getattr(model.config, "_name_or_path", "")
+        if not name:
+            raise ValueError("full fine-tuning under ZeRO-3 needs a policy loaded from a folder or Hub id")
+        reference, _ = load_policy(name, dropout=0.0)
+    else:
+        reference = copy.deepcopy(model)
+    return reference.eval().requires_grad_(False)
+
+
 class MotionDPOTrainer(DPOTrainer):
     """``DPOTrainer`` for T5 and LLaMA motion policies, with per-pair margins or label smoothing."""
 
@@ -131,7 +145,7 @@ class MotionDPOTrainer(DPOTrainer):
         peft_config = kwargs.get("peft_config")
         full_finetune = peft_config is None and not is_peft_model(model)
         if ref_model is None and full_finetune and not args.precompute_ref_log_probs:
-            ref_model = copy.deepcopy(model).eval().requires_grad_(False)  # the frozen starting policy
+            ref_model = frozen_reference(model)
         tokenizer = kwargs.get("processing_class")
         if tokenizer is None:
             raise ValueError("MotionDPOTrainer needs processing_class: the policy's text tokenizer")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from motion_align.data.preferences import (
     load_preferences,
@@ -124,20 +125,38 @@ def _absolute_if_local(name: str) -> str:
     return str(Path(name).resolve()) if Path(name).exists() else name
 
 
-def save_aligned_policy(trainer: Any, tokenizer: Any, config: Any, info: dict[str, Any]) -> Path:
-    """Adapter (or full policy), tokenizer, ``motion_vocab.json``, ``motion_tokenizer.json`` and
-    ``training_info.json`` into ``config.output_dir`` (main process only; checkpoints stay)."""
-    out = Path(config.output_dir)
-    trainer.save_model(str(out))  # adapter_config.json + adapter_model.safetensors, or the whole model
-    model = trainer.accelerator.unwrap_model(trainer.model)
+class AdapterCheckpointCallback(TrainerCallback):
+    """Makes every ``checkpoint-N`` a loadable policy folder like the final one: the base recorded by
+    absolute path, ``motion_vocab.json`` and ``motion_tokenizer.json`` (``motion-align evaluate --policy
+    name=<output_dir>/checkpoint-N`` then works)."""
+
+    def __init__(self, tokenizer: Any, info: dict[str, Any]) -> None:
+        self.tokenizer, self.info = tokenizer, info
+
+    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and model is not None and folder.is_dir():
+            describe_folder(folder, model, self.tokenizer, self.info)
+
+
+def describe_folder(folder: Path, model: Any, tokenizer: Any, info: dict[str, Any]) -> None:
+    """``motion_vocab.json``, ``motion_tokenizer.json`` and the absolute base path in a saved folder."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    write_vocab_info(base, tokenizer, out)
-    adapter_config = out / "adapter_config.json"
+    write_vocab_info(base, tokenizer, folder)
+    adapter_config = folder / "adapter_config.json"
     if adapter_config.is_file():  # a local base is recorded by absolute path, so the folder loads anywhere
         data = json.loads(adapter_config.read_text(encoding="utf-8"))
         data["base_model_name_or_path"] = info["base_model"]
         adapter_config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if info.get("motion_tokenizer"):
-        record_motion_tokenizer(out, info["motion_tokenizer"])
+        record_motion_tokenizer(folder, info["motion_tokenizer"])
+
+
+def save_aligned_policy(trainer: Any, tokenizer: Any, config: Any, info: dict[str, Any]) -> Path:
+    """``motion_vocab.json``, ``motion_tokenizer.json`` and ``training_info.json`` beside the adapter (or full
+    policy) that ``trainer.save_model(config.output_dir)`` wrote: every process calls that (ZeRO-3 gathers
+    the weights from all of them), then the main process calls this."""
+    out = Path(config.output_dir)
+    describe_folder(out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, info)
     (out / TRAINING_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
     return out
