@@ -69,6 +69,17 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         sft_recipe="recipes/t5/sft/config_tiny.yaml",
         sft_overrides={"max_steps": 2, "eval_steps": 2, "save_steps": 2, "disable_tqdm": "true"},
         num_eval_prompts=3,
+        reward_recipe="recipes/retrieval/tiny.yaml",
+        reward_overrides={"max_steps": 4, "save_steps": 2, "disable_tqdm": "true"},
+        pairs=dict(num_prompts=6, num_samples=3, pairs_per_prompt=1, min_gap=-1.0),
+        align_overrides={
+            "max_steps": 2,
+            "per_device_train_batch_size": 2,
+            "eval_steps": 2,
+            "save_steps": 2,
+            "warmup_steps": 0,
+            "disable_tqdm": "true",
+        },
         evaluator_recipe="recipes/evaluator/tiny.yaml",
         evaluator_overrides={"max_steps": 4, "save_steps": 2, "eval_group_size": 4, "disable_tqdm": "true"},
         protocol=dict(
@@ -77,7 +88,18 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     )
     report = run_demo(config)
     summary = json.loads((config.out / "summary.json").read_text())["stages"]
-    stages = ["corpus", "renders", "tokenizer", "tokenized", "policy", "evaluator", "evaluation"]
+    stages = [
+        "corpus",
+        "renders",
+        "tokenizer",
+        "tokenized",
+        "policy",
+        "reward",
+        "preferences",
+        "aligned",
+        "evaluator",
+        "evaluation",
+    ]
     assert list(summary) == stages
     for stage in summary.values():
         assert "motion-align " in stage["command"] or "accelerate launch " in stage["command"]
@@ -110,9 +132,21 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     for pair in pairs:
         assert all((config.out / file).is_file() and "#" not in file for file in pair["files"])
         assert pair["prompt"] in text
+    prefs = summary["preferences"]["figures"]  # judged pairs from the SFT policy's valid samples
+    assert prefs["rows"] == prefs["pairs"] and prefs["samples"] == 18 and "## Judged preference pairs" in text
+    aligned = summary["aligned"]["figures"]  # IPO-LoRA through `accelerate launch` on two processes
+    assert aligned["world_size"] == 2 and aligned["steps"] == 2 and "## IPO-LoRA alignment" in text
+    assert (config.out / "aligned-t5" / "adapter_model.safetensors").is_file()
     assert summary["evaluator"]["figures"]["world_size"] == 2  # the recipe ran through `accelerate launch`
     metrics = json.loads((config.out / "evaluation" / "metrics.json").read_text())
-    assert set(metrics["rows"]) == {"real", "reconstruction", "t5 tiny SFT"} and metrics["prompts"] == 32
+    assert set(metrics["rows"]) == {"real", "reconstruction", "t5 tiny SFT", "t5 tiny IPO-LoRA"}
+    assert metrics["prompts"] == 32
+    comparison = json.loads((config.out / "comparison" / "comparison.json").read_text())
+    assert (
+        list(comparison["policies"]) == ["t5 tiny SFT", "t5 tiny IPO-LoRA"] and len(comparison["rows"]) == 2
+    )
+    for row in comparison["rows"]:
+        assert all((config.out / file).is_file() and f"]({file})" in text for file in row["files"][:1])
     for name, row in metrics["rows"].items():
         assert 0 <= row["metrics"]["R@1"]["mean"] <= 1 and row["metrics"]["R@1"]["n"] == 3
         assert ("FID" in row["metrics"]) == (name != "real") and row["events"]["score"]["n"] > 0

@@ -33,6 +33,15 @@ class DemoConfig:
     #: generation rounds (cycled over the repetitions) instead of 20, to stay within minutes on a CPU.
     evaluator_recipe: str = "recipes/evaluator/small.yaml"
     evaluator_overrides: dict | None = None
+    #: Alignment: the retrieval reward recipe, the judged pairs (train prompts x samples, best vs worst,
+    #: pairs whose score gap is at most min_gap dropped) and the IPO-LoRA recipe (default: the family's).
+    reward_recipe: str = "recipes/retrieval/small.yaml"
+    reward_overrides: dict | None = None
+    pairs: dict = field(
+        default_factory=lambda: dict(num_prompts=1500, num_samples=6, pairs_per_prompt=2, min_gap=0.02)
+    )
+    align_recipe: str = ""
+    align_overrides: dict | None = None
     protocol: dict = field(
         default_factory=lambda: dict(
             num_prompts=None, repeats=20, generation_rounds=2, mm_prompts=100, mm_samples=30

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from motion_align.demo.alignment_stages import comparison_lines, render_comparison
 from motion_align.demo.common import DemoConfig, read_json
 from motion_align.demo.launch import run_recipe
 from motion_align.evaluation.protocol import ProtocolConfig, format_tables
@@ -41,7 +42,11 @@ def evaluator_stage(config: DemoConfig, stages: dict) -> dict:
 
 def _policies(stages: dict) -> dict[str, str]:
     figures = stages["policy"]["figures"]
-    return {f"{figures['family']} {figures['preset']} SFT": stages["policy"]["path"]}
+    name = f"{figures['family']} {figures['preset']}"
+    policies = {f"{name} SFT": stages["policy"]["path"]}
+    if "aligned" in stages:
+        policies[f"{name} IPO-LoRA"] = stages["aligned"]["path"]
+    return policies
 
 
 def evaluation_stage(config: DemoConfig, stages: dict) -> dict:
@@ -50,6 +55,7 @@ def evaluation_stage(config: DemoConfig, stages: dict) -> dict:
     protocol = ProtocolConfig(**config.protocol)
     policies = _policies(stages)
     upstream = all(stages[name]["reused"] for name in ("corpus", "tokenizer", "policy", "evaluator"))
+    upstream = upstream and stages.get("aligned", {"reused": True})["reused"]
     record = read_json(path / "metrics.json")
     reused = (
         not config.force
@@ -71,7 +77,11 @@ def evaluation_stage(config: DemoConfig, stages: dict) -> dict:
     figures = {
         name: {m: row["metrics"][m]["mean"] for m in row["metrics"]} for name, row in record["rows"].items()
     }
-    return {"path": str(path), "command": command, "reused": reused, "figures": figures, "record": record}
+    comparison = read_json(path.parent / "comparison" / "comparison.json")
+    if len(policies) > 1 and (not reused or comparison is None or comparison["policies"] != policies):
+        comparison = {"policies": policies, "rows": render_comparison(config, stages, policies)}
+    return {"path": str(path), "command": command, "reused": reused, "figures": figures, "record": record,
+            "comparison": comparison}  # fmt: skip
 
 
 def evaluator_section(config: DemoConfig, record: dict) -> list[str]:
@@ -100,7 +110,7 @@ def evaluation_section(config: DemoConfig, record: dict) -> list[str]:
     p = r["protocol"]
     rounds = p["generation_rounds"] or p["repeats"]
     return [
-        "## Evaluation: real motions, tokenizer reconstructions, SFT policy",
+        "## Evaluation: real motions, tokenizer reconstructions, SFT and aligned policies",
         "",
         f"`{record['command']}`",
         "",
@@ -111,4 +121,6 @@ def evaluation_section(config: DemoConfig, record: dict) -> list[str]:
         f"whole test set; this is the CPU-sized run ({r['seconds']:.0f} s).",
         "",
         format_tables(r["rows"], LABEL),
+        "",
+        *(comparison_lines(c["rows"], c["policies"]) if (c := record.get("comparison")) else []),
     ]

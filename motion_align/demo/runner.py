@@ -6,6 +6,14 @@ import logging
 import time
 from pathlib import Path
 
+from motion_align.demo.alignment_stages import (
+    aligned_section,
+    aligned_stage,
+    preferences_section,
+    preferences_stage,
+    reward_section,
+    reward_stage,
+)
 from motion_align.demo.common import DemoConfig, write_json
 from motion_align.demo.corpus_stages import corpus_section, corpus_stage, renders_section, renders_stage
 from motion_align.demo.evaluation_stages import (
@@ -26,6 +34,9 @@ STAGES = (
     ("tokenizer", tokenizer_stage, tokenizer_section),
     ("tokenized", tokenized_stage, tokenized_section),
     ("policy", policy_stage, policy_section),
+    ("reward", reward_stage, reward_section),
+    ("preferences", preferences_stage, preferences_section),
+    ("aligned", aligned_stage, aligned_section),
     ("evaluator", evaluator_stage, evaluator_section),
     ("evaluation", evaluation_stage, evaluation_section),
 )

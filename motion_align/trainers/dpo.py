@@ -112,7 +112,8 @@ def degree_columns(example: dict[str, Any], degree_use: str, margin_scale: float
 
 def frozen_reference(model: Any) -> Any:
     """The frozen starting policy for full fine-tuning: a deep copy, or under DeepSpeed ZeRO-3 (whose
-    partitioned parameters a copy would not carry) the policy reloaded from the folder or Hub id it came from."""
+    partitioned parameters a copy would not carry) the policy reloaded from the folder or Hub id it came
+    from."""
     if is_deepspeed_zero3_enabled():
         name = getattr(model.config, "_name_or_path", "")
         if not name:
