@@ -19,12 +19,14 @@ from motion_align.data.pair_builders import (
     JudgeScorer,
     MeanScorer,
     PairPrompt,
+    RankMeanScorer,
     RewardScorer,
     add_pairs_command,
     corpus_prompts,
     degree_from_gap,
     judged_pairs,
     pair_candidates,
+    within_prompt_ranks,
 )
 from motion_align.data.preferences import COLUMNS, DEGREES, load_preferences, validate_preferences
 from motion_align.data.text_motion import iter_items
@@ -381,3 +383,17 @@ def test_cli_pairs_labels_imports_instructmotion(tmp_path, capsys):
     assert list(ds["degree"]) == ["better", "unsure"] and set(ds["source"]) == {"instructmotion"}
     run_pairs([*base, "--no-unsure", "--out", str(tmp_path / "sure")])
     assert list(datasets.load_from_disk(str(tmp_path / "sure"))["degree"]) == ["better"]
+
+
+def test_rank_mean_gives_scorers_equal_say_within_each_prompt():
+    scores = np.array([0.0, 1.0, 0.5, 0.5, 0.9, 0.91, 0.2])
+    ranks = within_prompt_ranks(scores, [0, 0, 0, 0, 1, 1, 2])  # mid-ranks for the tie; a lone candidate 0.5
+    np.testing.assert_allclose(ranks, [0.0, 1.0, 0.5, 0.5, 0.0, 1.0, 0.5])
+    motions = [GeneratedMotion("c", 0, k, [1, 2], [], None) for k in range(3)]
+    judge = lambda captions, specs, ms: np.array([1.0, 0.0, 0.0])  # noqa: E731  coarse steps
+    reward = lambda captions, specs, ms: np.array([0.60, 0.70, 0.65])  # noqa: E731  a narrow band
+    plain = MeanScorer([judge, reward])(["c"] * 3, [[]] * 3, motions)
+    rank = RankMeanScorer([judge, reward])(["c"] * 3, [[]] * 3, motions)
+    assert np.argmax(plain) == 0  # the judge's one coarse step decides the best
+    np.testing.assert_allclose(rank, 0.999 * np.array([0.5, 0.625, 0.375]) + 0.001 * (plain), atol=1e-12)
+    assert np.argmin(rank) == 2 and np.argmax(rank) == 1  # each scorer counts equally

@@ -121,6 +121,46 @@ class MeanScorer:
         return np.mean(parts, axis=0)
 
 
+def within_prompt_ranks(scores: np.ndarray, prompt_index: Sequence[int]) -> np.ndarray:
+    """Each score's mid-rank among the scores of the same prompt, scaled to [0, 1] (worst 0, best 1;
+    ties share their mean rank; a prompt's only candidate gets 0.5)."""
+    ranks = np.full(len(scores), 0.5)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, prompt in enumerate(prompt_index):
+        groups[prompt].append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        values = scores[members]
+        below = (values[None, :] < values[:, None]).sum(1)
+        ties = (values[None, :] == values[:, None]).sum(1) - 1
+        ranks[members] = (below + ties / 2) / (len(members) - 1)
+    return ranks
+
+
+class RankMeanScorer:
+    """The mean of several scorers' within-prompt ranks (:func:`within_prompt_ranks`), the mean raw score
+    breaking ties (weight 1e-3); named like :class:`MeanScorer` plus ``-rank``.
+
+    Scorers on different scales then count equally. With the plain mean the event judge's coarse steps
+    (0, 1/3, 1/2, ...) outweigh the retrieval reward's narrow band and decide nearly every pair: on the
+    demo (T5 small, 1,500 prompts x 6 samples, IPO-LoRA 100 steps) those pairs raised event accuracy but
+    lowered R@1 and tripled FID, while rank-averaged pairs raised R@1, MM-Dist and events with FID +2%.
+    """
+
+    def __init__(self, scorers: Sequence[Scorer], name: str | None = None) -> None:
+        if not scorers:
+            raise ValueError("RankMeanScorer needs at least one scorer")
+        self.scorers = list(scorers)
+        self.name = name or "+".join(scorer_name(s) for s in self.scorers) + "-rank"
+
+    def __call__(self, captions, specs, motions) -> np.ndarray:
+        raw = [check_scores(s(captions, specs, motions), len(motions), scorer_name(s)) for s in self.scorers]
+        prompts = [m.prompt_index for m in motions]
+        ranks = np.mean([within_prompt_ranks(r, prompts) for r in raw], axis=0)
+        return (1 - 1e-3) * ranks + 1e-3 * np.mean(raw, axis=0)
+
+
 def _count(name: str, value: Any, minimum: int) -> int:
     """``value`` if it is an integer >= ``minimum``; else an error naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -355,7 +395,9 @@ def _scorer_from_args(args: argparse.Namespace) -> Scorer:
     from motion_align.rewards.retrieval import TextMotionRetrieval
 
     reward = RewardScorer(TextMotionRetrieval.from_pretrained(args.reward), args.batch_size)
-    return reward if args.scorer == "reward" else MeanScorer([JudgeScorer(), reward])
+    if args.scorer == "reward":
+        return reward
+    return (RankMeanScorer if args.combine == "rank" else MeanScorer)([JudgeScorer(), reward])
 
 
 def _judged_command(args: argparse.Namespace) -> None:
@@ -406,6 +448,12 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     judged.add_argument("--pairs-per-prompt", type=int, default=2)
     judged.add_argument("--scorer", choices=SCORERS, default="judge")
     judged.add_argument("--reward", default=None, help="retrieval model folder, for the reward scorers")
+    judged.add_argument(
+        "--combine",
+        choices=("rank", "mean"),
+        default="rank",
+        help="judge+reward: mean of within-prompt ranks (RankMeanScorer) or of raw scores",
+    )
     judged.add_argument("--temperature", type=float, default=1.0)
     judged.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
     judged.add_argument("--top-p", type=float, default=1.0)
