@@ -67,7 +67,7 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         tokenizer_recipe="recipes/tokenizer/tiny.yaml",
         tokenizer_overrides={"max_steps": 4, "eval_max_clips": 4},
         sft_recipe="recipes/t5/sft/config_tiny.yaml",
-        sft_overrides={"max_steps": 2, "eval_steps": 2, "save_steps": 2, "disable_tqdm": "true"},
+        sft_overrides={"max_steps": 60, "eval_steps": 60, "save_steps": 60, "disable_tqdm": "true"},
         num_eval_prompts=3,
         reward_recipe="recipes/retrieval/tiny.yaml",
         reward_overrides={"max_steps": 4, "save_steps": 2, "disable_tqdm": "true"},
@@ -122,7 +122,7 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         and (config.out / "tokenizer" / "training_curves.png").is_file()
     )
     policy = summary["policy"]["figures"]  # SFT ran through `accelerate launch` on two processes
-    assert policy["family"] == "t5" and policy["world_size"] == 2 and policy["steps"] == 2
+    assert policy["family"] == "t5" and policy["world_size"] == 2 and policy["steps"] == 60
     assert policy["held_out_prompts"] == 3 and 0 <= policy["valid"] <= 3 and policy["eval_loss"] > 0
     assert "## Policy: t5 tiny" in text and "held-out prompts" in text
     assert (config.out / "policy-t5" / "training_curves.png").is_file()

@@ -44,7 +44,7 @@ def _policies(stages: dict) -> dict[str, str]:
     figures = stages["policy"]["figures"]
     name = f"{figures['family']} {figures['preset']}"
     policies = {f"{name} SFT": stages["policy"]["path"]}
-    if "aligned" in stages:
+    if stages.get("aligned", {}).get("path"):
         policies[f"{name} IPO-LoRA"] = stages["aligned"]["path"]
     return policies
 
