@@ -1,0 +1,101 @@
+"""benchmarks/dpo_throughput.py at its smallest settings: what one run measures, the tables, the script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "dpo_throughput.py"
+TINY = dict(preset="tiny", batch_size=2, steps=2, warmup=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("dpo_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def results(bench) -> dict:
+    """Three tiny runs in this process: LoRA and full LLaMA with our trainer, stock TRL on a T5."""
+    out = {"time": {}, "memory": {}}
+    for name in ("llama-ours-lora", "llama-ours-full", "t5-trl-lora"):
+        family, trainer, tuning = name.split("-")
+        spec = dict(TINY, threads=torch.get_num_threads(), family=family, trainer=trainer, tuning=tuning)
+        out["time"][name] = [bench.measure(spec)]
+    return out
+
+
+def test_a_run_times_its_steps_and_counts_what_trains(bench, results):
+    lora, full = results["time"]["llama-ours-lora"][0], results["time"]["llama-ours-full"][0]
+    for run in (lora, full):
+        assert run["error"] is None and len(run["step_s"]) == 2 and all(s > 0 for s in run["step_s"])
+        assert run["pairs_per_s"] == pytest.approx(2 * 2 / sum(run["step_s"]))
+        assert run["memory_kind"] == "rss" and run["mem_peak"] >= run["mem_before"] > 0
+    captions, _ = bench.preference_rows(1, 0)
+    tokenizer = bench.train_text_tokenizer(captions, "llama", vocab_size=bench.TEXT_VOCAB_SIZE)
+    model, _ = bench.build_policy("llama", "tiny", tokenizer, bench.CODEBOOK_SIZE)
+    assert full["trainable_params"] == sum(p.numel() for p in model.parameters())
+    assert 0 < lora["trainable_params"] < full["trainable_params"]
+
+
+def test_pairs_have_the_requested_shape(bench):
+    captions, rows = bench.preference_rows(8, seed=3)
+    assert len(captions) == 120 and len(rows) == 8 and rows == bench.preference_rows(8, seed=3)[1]
+    vocab = bench.MotionVocab(512)
+    lengths = set()
+    for row in rows:
+        assert row["prompt"].startswith("Generate motion: ") and row["prompt"].endswith(".")
+        for key in ("chosen", "rejected"):
+            decoded = vocab.decode(row[key])
+            assert decoded.ok and 20 <= len(decoded.codes) <= 49, row[key]
+            lengths.add(len(decoded.codes))
+    assert len(lengths) > 1 and row["chosen"] != row["rejected"]
+
+
+def test_tables_compare_trainers_and_fine_tuning(bench, results):
+    summary = bench.summarise(results)
+    rows = bench.throughput_table(summary)
+    assert rows[0].startswith("| policy | trainer |") and len(rows) == 2 + 3
+    t5 = next(r for r in rows if r.startswith("| T5 | stock trl.DPOTrainer | LoRA |"))
+    assert "cannot train (causal-only in TRL 1.12" in t5 and "input_ids" in t5
+    full = next(r for r in rows if r.startswith("| LLaMA | MotionDPOTrainer | full |"))
+    cells = [c.strip() for c in full.strip("|").split("|")]
+    assert (
+        cells[4] == f"{summary['llama-ours-full']['pairs_per_s']:.2f}" and cells[5] == "n/a"
+    )  # no stock run
+    memory = bench.memory_table(summary)
+    assert len(memory) == 3 and memory[2].startswith("| LLaMA | +") and memory[2].count("MiB") == 4
+
+
+def test_script_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "results.json"
+    flags = ["--preset", "tiny", "--batch_size", "2", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    cmd = [sys.executable, str(SCRIPT), *flags, "--runs", "llama-ours-lora", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| LLaMA")]
+    assert len(rows) == 1 and rows[0].startswith("| LLaMA | MotionDPOTrainer | LoRA |")
+    saved = json.loads(out.read_text())
+    assert saved["settings"]["steps"] == 2 and saved["settings"]["environment"]["OMP_WAIT_POLICY"]
+    (run,) = saved["runs"]["time"]["llama-ours-lora"]
+    (memory,) = saved["runs"]["memory"]["llama-ours-lora"]  # a separate 3-step run measures memory on CPU
+    assert run["error"] is None and len(run["step_s"]) == 2 and len(memory["step_s"]) == 3
+    assert f"| {run['pairs_per_s']:.2f} | n/a |" in rows[0]
+    assert rows[0].endswith(f"| +{memory['mem_increase'] / 2**20:,.0f} MiB |")
+
+
+def test_bad_settings_are_refused(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--runs", "t5-trl-full"])
+    assert "invalid choice" in capsys.readouterr().err
