@@ -280,6 +280,9 @@ class MotionDPOConfig(DPOConfig):
             "help": "Preference pairs: a jsonl/parquet file, a saved dataset folder, or a Hub dataset id."
         },
     )
+    output_dir: str | None = field(
+        default="outputs/dpo", metadata={"help": "Where the adapter, checkpoints and run records go."}
+    )
     dataset_split: str = field(
         default="train", metadata={"help": "Split to read from a DatasetDict or the Hub."}
     )

@@ -15,6 +15,7 @@ motion_tokenizer.json, training_info.json and dpo_run.json to <output_dir>, chec
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch.distributed as dist
@@ -88,4 +89,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FileNotFoundError as error:  # a missing policy or dataset: say how to make it, no traceback
+        sys.exit(f"recipes/dpo_ipo.py: error: {error}")
