@@ -169,7 +169,8 @@ def build_model_card(folder: str | os.PathLike[str], info: ModelCardInfo) -> Mod
         pipeline_tag=PIPELINE_TAGS.get(family or ""),
         tags=["motion-align", "text-to-motion", *methods, "lora"],
     )
-    body = _card_body(info, family, lora, info.method or "/".join(methods).upper())
+    label = info.method if info.method and not info.method.islower() else "/".join(methods).upper()
+    body = _card_body(info, family, lora, label)  # "IPO-LoRA" as written; "ipo" / "sigmoid" as IPO / DPO
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
