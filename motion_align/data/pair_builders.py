@@ -143,9 +143,10 @@ class RankMeanScorer:
     breaking ties (weight 1e-3); named like :class:`MeanScorer` plus ``-rank``.
 
     Scorers on different scales then count equally. With the plain mean the event judge's coarse steps
-    (0, 1/3, 1/2, ...) outweigh the retrieval reward's narrow band and decide nearly every pair: on the
-    demo (T5 small, 1,500 prompts x 6 samples, IPO-LoRA 100 steps) those pairs raised event accuracy but
-    lowered R@1 and tripled FID, while rank-averaged pairs raised R@1, MM-Dist and events with FID +2%.
+    (0, 1/3, 1/2, ...) outweigh the retrieval reward's narrow band and decide nearly every pair. Measured
+    on the demo's T5 (1,500 prompts x 6 samples, IPO-LoRA lr 2e-4, 800 test prompts x 10 repeats): plain-
+    mean pairs gave R@1 0.293 -> 0.251 and FID 1.28 -> 4.47 (150 steps), rank-mean pairs R@1 -> 0.309 and
+    FID -> 1.31 (100 steps), event accuracies rising with both.
     """
 
     def __init__(self, scorers: Sequence[Scorer], name: str | None = None) -> None:
