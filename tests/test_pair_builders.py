@@ -338,10 +338,10 @@ def test_cli_pairs_judged_writes_a_dataset(
     run_pairs(argv)
     printed = capsys.readouterr().out
     report = json.loads((out / REPORT_FILE).read_text())
-    assert f"wrote {out}: {report['pairs']} pairs from 3 prompts (judge+reward)" in printed
+    assert f"wrote {out}: {report['pairs']} pairs from 3 prompts (judge+reward-rank)" in printed
     ds = datasets.load_from_disk(str(out))
     assert (
-        len(ds) == report["pairs"] > 0 and ds.column_names == SCHEMA and set(ds["source"]) == {"judge+reward"}
+        len(ds) == report["pairs"] > 0 and ds.column_names == SCHEMA and set(ds["source"]) == {"judge+reward-rank"}
     )
     assert all(c > r for c, r in zip(ds["chosen_score"], ds["rejected_score"]))
     assert load_preferences(out).to_list() == ds.to_list()
