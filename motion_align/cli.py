@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sft-recipe", default=None, help="default: recipes/<family>/sft/config_small.yaml")
     demo.add_argument("--eval-prompts", type=int, default=200, help="held-out prompts to generate")
     demo.set_defaults(func=_demo)
-    from motion_align.data.pair_builders import add_pairs_command
+    from motion_align.data.pairs_command import add_pairs_command
     from motion_align.hub import add_push_command
 
     add_pairs_command(commands)

@@ -15,19 +15,18 @@ from conftest import tiny_tokenizer_config
 
 from motion_align.data.events import Event
 from motion_align.data.pair_builders import (
-    REPORT_FILE,
     JudgeScorer,
     MeanScorer,
     PairPrompt,
     RankMeanScorer,
     RewardScorer,
-    add_pairs_command,
     corpus_prompts,
     degree_from_gap,
     judged_pairs,
     pair_candidates,
     within_prompt_ranks,
 )
+from motion_align.data.pairs_command import REPORT_FILE, add_pairs_command
 from motion_align.data.preferences import COLUMNS, DEGREES, load_preferences, validate_preferences
 from motion_align.data.text_motion import iter_items
 from motion_align.data.tokenized import encode_clips
@@ -341,7 +340,9 @@ def test_cli_pairs_judged_writes_a_dataset(
     assert f"wrote {out}: {report['pairs']} pairs from 3 prompts (judge+reward-rank)" in printed
     ds = datasets.load_from_disk(str(out))
     assert (
-        len(ds) == report["pairs"] > 0 and ds.column_names == SCHEMA and set(ds["source"]) == {"judge+reward-rank"}
+        len(ds) == report["pairs"] > 0
+        and ds.column_names == SCHEMA
+        and set(ds["source"]) == {"judge+reward-rank"}
     )
     assert all(c > r for c, r in zip(ds["chosen_score"], ds["rejected_score"]))
     assert load_preferences(out).to_list() == ds.to_list()
