@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from transformers import (
 from motion_align.lora import declare_untied_output, num_rows
 from motion_align.text_tokenizer import FAMILIES
 from motion_align.vocab import MotionVocab
+from motion_tokenizer.checkpoint import write_dir_atomic
 
 PROMPT_TEMPLATE = "Generate motion: {caption}"
 VOCAB_FILE = "motion_vocab.json"
@@ -369,20 +368,13 @@ def save_policy(
     either the whole policy or nothing new. An existing non-empty ``out_dir`` needs ``overwrite=True``.
     """
     vocab = check_embeddings(model, tokenizer, where="save_policy")
-    out = Path(out_dir)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not empty: pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_vocab_info(model, tokenizer, tmp, vocab)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_dir_atomic(Path(out_dir), write, overwrite)
 
 
 def write_vocab_info(
@@ -399,17 +391,3 @@ def write_vocab_info(
     path = Path(folder) / VOCAB_FILE
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return path
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed afterwards."""
-    if not dst.exists():
-        src.rename(dst)
-        return
-    old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
-    dst.rename(old)
-    src.rename(dst)
-    if old.is_dir():
-        shutil.rmtree(old)
-    else:
-        old.unlink()

@@ -20,15 +20,15 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import string
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
+
+from motion_tokenizer.checkpoint import write_dir_atomic
 
 FAMILIES = ("t5", "llama")
 DEFAULT_VOCAB_SIZE = 2000
@@ -139,20 +139,7 @@ def train_text_tokenizer(
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str | os.PathLike[str]) -> Path:
     """Save ``tokenizer`` to ``out_dir`` through a temporary sibling folder renamed into place."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty folder: refusing to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tokenizer.save_pretrained(tmp)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_dir_atomic(Path(out_dir), tokenizer.save_pretrained)
 
 
 def corpus_captions(data_dir: str | os.PathLike[str], split: str = "train") -> list[str]:

@@ -37,3 +37,32 @@ def tiny_tokenizer_config(data_dir, output_dir, **overrides):
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+#: Captions and degrees of the tiny preference pairs of the DPO tests.
+PAIR_CAPTIONS = [
+    "a person jumps twice.",
+    "a person walks forward.",
+    "someone waves the right hand.",
+    "a man kicks.",
+]
+PAIR_DEGREES = ["much_better", "better", "slightly_better", "unsure"]
+
+
+def random_pairs(n: int, codebook_size: int, seed: int = 0) -> list[dict]:
+    """``n`` pairs in the canonical schema: the captions in turn, random 3-8 code motions, every degree."""
+    import random
+
+    from motion_align.vocab import MotionVocab
+
+    rng, vocab = random.Random(seed), MotionVocab(codebook_size)
+
+    def motion() -> str:
+        return vocab.codes_to_string([rng.randrange(codebook_size) for _ in range(rng.randint(3, 8))])
+
+    rows = []
+    for i in range(n):
+        caption, degree = PAIR_CAPTIONS[i % 4], PAIR_DEGREES[i % 4]
+        chosen, rejected = motion(), motion()
+        rows.append(dict(prompt=caption, chosen=chosen, rejected=rejected, degree=degree, source="test"))
+    return rows

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-import random
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, parse_recipe
+from conftest import PAIR_CAPTIONS, PAIR_DEGREES, REPO, parse_recipe, random_pairs
 from datasets import Dataset
 from peft import PeftModel
 from safetensors.torch import load_file
@@ -22,32 +21,17 @@ from motion_align.lora import get_peft_config
 from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.dpo import MotionDPOTrainer
-from motion_align.vocab import MotionVocab
 
 K = 16
-CAPTIONS = [
-    "a person jumps twice.",
-    "a person walks forward.",
-    "someone waves the right hand.",
-    "a man kicks.",
-]
-DEGREES = ["much_better", "better", "slightly_better", "unsure"]
+CAPTIONS, DEGREES = PAIR_CAPTIONS, PAIR_DEGREES
 
 
 def pairs(n: int = 16, seed: int = 0) -> Dataset:
-    """Trainer rows with random motions of 3 to 8 codes and every degree."""
-    rng, vocab = random.Random(seed), MotionVocab(K)
-    motion = lambda: vocab.codes_to_string([rng.randrange(K) for _ in range(rng.randint(3, 8))])  # noqa: E731
-    rows = [
-        {
-            "prompt": format_prompt(CAPTIONS[i % 4]),
-            "chosen": motion(),
-            "rejected": motion(),
-            "degree": DEGREES[i % 4],
-        }
-        for i in range(n)
-    ]
-    return Dataset.from_list(rows)
+    """Trainer rows (formatted prompts) with random motions of 3 to 8 codes and every degree."""
+    rows = random_pairs(n, K, seed)
+    return Dataset.from_list([{**r, "prompt": format_prompt(r["prompt"])} for r in rows]).remove_columns(
+        "source"
+    )
 
 
 @pytest.fixture(scope="module")

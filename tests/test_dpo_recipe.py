@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, parse_recipe
+from conftest import PAIR_CAPTIONS, REPO, parse_recipe, random_pairs
 from datasets import Dataset
 from hub_stand_in import FAKE_TOKEN
 from peft import PeftModel
@@ -23,16 +22,8 @@ from motion_align.policy import build_policy, load_policy, save_policy
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.trainers.dpo_setup import get_dpo_policy, get_preference_datasets
-from motion_align.vocab import MotionVocab
 
 K = 16
-CAPTIONS = [
-    "a person jumps twice.",
-    "a person walks forward.",
-    "someone waves the right hand.",
-    "a man kicks.",
-]
-DEGREES = ["much_better", "better", "slightly_better", "unsure"]
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +32,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("dpo_recipe")
     for family in ("t5", "llama"):
         torch.manual_seed(0)
-        tokenizer = train_text_tokenizer(CAPTIONS * 4, family, vocab_size=200)
+        tokenizer = train_text_tokenizer(PAIR_CAPTIONS * 4, family, vocab_size=200)
         save_policy(*build_policy(family, "tiny", tokenizer, K, dropout=0.0), root / family)
-    rng, vocab = random.Random(0), MotionVocab(K)
-    motion = lambda: vocab.codes_to_string([rng.randrange(K) for _ in range(rng.randint(3, 8))])  # noqa: E731
-    rows = [
-        {
-            "prompt": CAPTIONS[i % 4],
-            "chosen": motion(),
-            "rejected": motion(),
-            "degree": DEGREES[i % 4],
-            "source": "test",
-        }
-        for i in range(24)
-    ]
+    rows = random_pairs(24, K)
     save_preferences(Dataset.from_list(rows), root / "prefs")
     return {"t5": root / "t5", "llama": root / "llama", "prefs": root / "prefs"}
 

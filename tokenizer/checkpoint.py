@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -80,6 +81,30 @@ def write_atomic(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_dir_atomic(path: Path, write, overwrite: bool = False) -> Path:
+    """Call write(tmp_dir) on a fresh sibling folder, then rename it to ``path``: readers see the old folder
+    or the whole new one, never a half-written one. A non-empty ``path`` needs ``overwrite=True`` (it is
+    moved aside, replaced, then removed); a failed write leaves ``path`` as it was."""
+    path = Path(path)
+    if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path} exists and is not an empty folder: pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def save_checkpoint(directory: Path, config: VQVAEConfig, state: dict[str, torch.Tensor]) -> None:

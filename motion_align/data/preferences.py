@@ -18,8 +18,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ import datasets
 import numpy as np
 
 from motion_align.vocab import MotionVocab
+from motion_tokenizer.checkpoint import write_dir_atomic
 
 DEGREES = ("much_better", "better", "slightly_better", "unsure")
 DEGREE_MARGINS = {"much_better": 3.0, "better": 2.0, "slightly_better": 1.0, "unsure": 0.0}
@@ -306,29 +305,16 @@ def save_preferences(
     ``preferences.jsonl`` copy and a ``preferences.json`` summary (rows, degree counts, sources).
     """
     ds = validate_preferences(ds, codebook_size, where="save_preferences")
-    out = Path(out_dir)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not empty: pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         ds.save_to_disk(str(tmp))
         with open(tmp / JSONL_FILE, "w", encoding="utf-8") as f:
             for row in ds:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         summary = summarise_preferences(ds)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_dir_atomic(Path(out_dir), write, overwrite)
 
 
 def summarise_preferences(ds: datasets.Dataset) -> dict[str, Any]:

@@ -68,8 +68,8 @@ def preferences_stage(config: DemoConfig, stages: dict) -> dict:
             min_gap=config.pairs["min_gap"], seed=config.seed, batch_size=32,
         )  # fmt: skip
         save_preferences(pairs, path, overwrite=True)
-        write_json(path / "pairs_report.json", {**report, "settings": settings})
-        report = read_json(path / "pairs_report.json")
+        report = {**report, "settings": settings}
+        write_json(path / "pairs_report.json", report)
     rows = report["pairs"]
     p = config.pairs
     command = (
