@@ -136,10 +136,24 @@ class _AllowedTokens(LogitsProcessor):
         return scores + mask
 
 
-def _generate_batch(
+def _completion_rows(
+    output: torch.Tensor, stops: Sequence[int], eos: int, pad: int | None
+) -> list[list[int]]:
+    """Generated rows -> completions: cut after the first stop token (eos or end of motion), padding
+    dropped, ending in exactly one ``eos`` (as the trainers' targets do)."""
+    rows = []
+    for row in output.tolist():
+        cut = next((n + 1 for n, i in enumerate(row) if i in stops), len(row))
+        ids = [i for i in row[:cut] if i != pad or i == eos]
+        rows.append(ids if ids and ids[-1] == eos else ids + [eos])
+    return rows
+
+
+def generate_token_rows(
     model: Any, tokenizer: Any, vocab: MotionVocab, captions: Sequence[str], sampling: SamplingConfig
-) -> list[Any]:
-    """Motion decodings of ``captions``, ``num_samples`` per caption, caption-major."""
+) -> tuple[list[list[int]], list[Any]]:
+    """Completion ids (each ending in eos) and motion decodings of ``captions``, ``num_samples`` per
+    caption, caption-major: one batched ``generate`` call with the KV cache."""
     family = policy_family(model)
     inputs = {k: v.to(model.device) for k, v in _encode_prompts(tokenizer, captions, family).items()}
     ids = vocab.ids(tokenizer)
@@ -150,9 +164,11 @@ def _generate_batch(
             [_AllowedTokens([*ids[: vocab.codebook_size + 2], *eos])]
         )
     output = model.generate(**inputs, **kwargs, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-    if family != "t5":
-        output = output[:, inputs["input_ids"].shape[1] :]  # the prompt (left padded) comes first
-    return vocab.batch_decode(output.cpu(), tokenizer)
+    # T5 rows start with the decoder start token; LLaMA rows with the (left padded) prompt
+    output = output[:, 1:] if family == "t5" else output[:, inputs["input_ids"].shape[1] :]
+    output = output.cpu()
+    rows = _completion_rows(output, eos, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return rows, vocab.batch_decode(output, tokenizer)
 
 
 def generate_motions(
@@ -187,7 +203,7 @@ def generate_motions(
             torch.manual_seed(sampling.seed)
         for start in range(0, len(prompts), batch_size):
             captions = list(prompts[start : start + batch_size])
-            decoded = _generate_batch(model, tokenizer, vocab, captions, sampling)
+            _, decoded = generate_token_rows(model, tokenizer, vocab, captions, sampling)
             features = _decode_features(motion_tokenizer, [d.codes for d in decoded])
             for n, (decoding, feats) in enumerate(zip(decoded, features)):
                 index = start + n // sampling.num_samples

@@ -93,3 +93,32 @@ def preference_loss(
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     return losses[loss_type](h, beta, margin, label_smoothing)
+
+
+def sopo_loss(
+    chosen_ratio: torch.Tensor,
+    rejected_ratio: torch.Tensor,
+    beta: float,
+    use_rejected: torch.Tensor,
+    preferred_weight: torch.Tensor | float | None = None,
+    loss_type: str = "sigmoid",
+) -> torch.Tensor:
+    """Semi-online preference optimisation (SoPo; Tan et al. 2024, "SoPo: Text-to-Motion Generation Using
+    Semi-Online Preference Optimization", arXiv 2412.05095), per pair (B,).
+
+    The preferred motion is a real one from the dataset, the unpreferred one the worst of the current
+    policy's samples, counted only when its reward is below the threshold tau (the indicator
+    ``use_rejected``, (B,) bool), and the preferred log-ratio is weighted by ``w`` (2 minus the smallest
+    motion-to-motion similarity of the real motion to the samples; 1 when None):
+
+        h = w * (log pi(y_w|x) - log ref(y_w|x)) - 1[r(y_l) < tau] * (log pi(y_l|x) - log ref(y_l|x))
+
+    and the loss is ``loss_type``'s loss of ``h`` (sigmoid: ``-log sigmoid(beta * h)``, the paper's
+    DPO form). A pair whose worst sample is above tau keeps only its preferred term: the real motion's
+    likelihood is raised against the reference, and no sample that is good enough is pushed down.
+    ``chosen_ratio`` / ``rejected_ratio`` are the policy-minus-reference log-probabilities (B,) (per token
+    for IPO).
+    """
+    used = torch.as_tensor(use_rejected, device=chosen_ratio.device).to(chosen_ratio.dtype)
+    weight = 1.0 if preferred_weight is None else torch.as_tensor(preferred_weight).to(chosen_ratio)
+    return preference_loss(loss_type, weight * chosen_ratio - used * rejected_ratio, beta)

@@ -50,6 +50,20 @@ def sft_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[str, list[
     return {"prompt": prompts, "completion": completions}
 
 
+def real_motion_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[str, list[Any]]:
+    """A batch of tokenized items -> SoPo's rows, one per caption: the formatted ``prompt``, the real motion
+    as ``chosen`` (motion string), the ``caption`` (for the reward) and the item's ``codes``."""
+    out: dict[str, list[Any]] = {"prompt": [], "chosen": [], "caption": [], "codes": []}
+    for captions, codes in zip(batch["captions"], batch["codes"], strict=True):
+        motion = vocab.codes_to_string(codes)
+        for caption in captions:
+            out["prompt"].append(format_prompt(caption))
+            out["chosen"].append(motion)
+            out["caption"].append(caption)
+            out["codes"].append(list(codes))
+    return out
+
+
 def get_sft_dataset(tokenized: Any, codebook_size: int, num_proc: int | None = None) -> Any:
     """A Dataset or DatasetDict of ``{"prompt", "completion"}`` rows from a tokenized one (same splits)."""
     vocab = MotionVocab(codebook_size)

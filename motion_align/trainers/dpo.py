@@ -273,17 +273,22 @@ class MotionDPOTrainer(DPOTrainer):
             ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)
         chosen, rejected = logps.chunk(2)
         chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected  # (B,)
-        loss_type = self.loss_types[0]
-        if loss_type == "ipo":  # per-token log-ratios, as TRL and the IPO authors' experiments
+        if self.loss_types[0] == "ipo":  # per-token log-ratios, as TRL and the IPO authors' experiments
             n_chosen, n_rejected = n_tokens.clamp(min=1).chunk(2)
-            h = chosen_ratio / n_chosen - rejected_ratio / n_rejected
+            loss = self._pair_loss(inputs, chosen_ratio / n_chosen, rejected_ratio / n_rejected)
         else:
-            h = chosen_ratio - rejected_ratio
-        smoothing = inputs.get("pair_smoothing", self.label_smoothing)
-        loss = preference_loss(loss_type, h, self.beta, inputs.get("margin"), smoothing).mean()
+            loss = self._pair_loss(inputs, chosen_ratio, rejected_ratio)
         self._log_pairs(mode, chosen, rejected, chosen_ratio, rejected_ratio, inputs)
         self._log_tokens(mode, logits, mask, inputs)
         return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _pair_loss(
+        self, inputs: dict[str, torch.Tensor], chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor
+    ) -> torch.Tensor:
+        """The batch loss from the policy-minus-reference log-ratios (B,) (per token for IPO)."""
+        smoothing = inputs.get("pair_smoothing", self.label_smoothing)
+        h = chosen_ratio - rejected_ratio
+        return preference_loss(self.loss_types[0], h, self.beta, inputs.get("margin"), smoothing).mean()
 
     def _log_pairs(self, mode: str, chosen: torch.Tensor, rejected: torch.Tensor, chosen_ratio: torch.Tensor,
                    rejected_ratio: torch.Tensor, inputs: dict[str, torch.Tensor]) -> None:  # fmt: skip
