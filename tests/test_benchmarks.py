@@ -99,3 +99,22 @@ def test_bad_settings_are_refused(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--runs", "t5-trl-full"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_sampler_throughput_runs_every_way_on_the_same_work(tmp_path):
+    """benchmarks/sampler_throughput.py on untrained tiny stand-ins: every way, the stage split, the share."""
+    spec = importlib.util.spec_from_file_location(
+        "sampler_throughput", REPO / "benchmarks/sampler_throughput.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "sampler.json"
+    argv = ["--demo", str(tmp_path / "none"), "--prompts", "4", "--candidates", "2", "--batch-size", "2",
+            "--train-steps", "1", "--out", str(out)]  # fmt: skip
+    result = bench.main(argv)
+    assert result == json.loads(out.read_text()) and result["candidates"] == 8
+    assert set(result["ways"]) == set(bench.WAYS) and all(
+        w["candidates_per_s"] > 0 for w in result["ways"].values()
+    )
+    assert sum(result["stage_share"].values()) == pytest.approx(1.0)
+    assert 0 < result["training"]["sampling_share"] < 1 and "untrained tiny" in result["source"]
