@@ -145,6 +145,7 @@ def _generate(args: argparse.Namespace) -> None:
         num_samples=args.num_samples,
         seed=args.seed,
         motion_only=not args.any_token,
+        motion_grammar=args.grammar,
     )
     if args.max_new_tokens is not None:
         sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
@@ -245,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--any-token", action="store_true", help="let text tokens be drawn too (default: motion tokens only)"
     )
+    generate.add_argument(
+        "--grammar", action="store_true",
+        help="constrained decoding: start token, 10-49 codes (40-196 frames), end token: always valid",
+    )  # fmt: skip
     generate.add_argument("--seed", type=int, default=None)
     generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
     generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])

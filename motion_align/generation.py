@@ -47,6 +47,10 @@ class SamplingConfig:
     seed: int | None = None
     #: Only motion tokens (codes, start, end) and eos may be drawn: text tokens can never be mixed in.
     motion_only: bool = True
+    #: Constrained decoding to the motion grammar: the start token first, then 10 to 49 codes (40 to 196
+    #: frames), the end token, eos. Every sample is then a valid motion; off by default, so that validity
+    #: reports and the evaluation measure the policy itself.
+    motion_grammar: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
@@ -124,6 +128,34 @@ def _decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.n
     return [features[row, : f * len(c)] if c else None for row, c in enumerate(codes)]
 
 
+class _MotionGrammar(LogitsProcessor):
+    """Allows, per row, only the tokens that keep the generation a valid motion: the start token first;
+    then codes, the end token only after ``min_codes`` codes and nothing else after ``max_codes``; then eos.
+    ``prompt_length`` leading ids of every row are not generated (T5: the decoder start; LLaMA: the
+    left-padded prompt)."""
+
+    def __init__(self, ids: Sequence[int], codebook_size: int, eos: int, prompt_length: int) -> None:
+        self.first_code, self.som, self.eom = ids[0], ids[codebook_size], ids[codebook_size + 1]
+        self.codebook_size, self.eos, self.prompt_length = codebook_size, eos, prompt_length
+        self.min_codes = -(-MIN_FRAMES // FRAMES_PER_CODE)
+        self.max_codes = MAX_FRAMES // FRAMES_PER_CODE
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_length :]
+        started, ended = (generated == self.som).any(1), (generated == self.eom).any(1)
+        is_code = (generated >= self.first_code) & (generated < self.first_code + self.codebook_size)
+        codes = is_code.sum(1)
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        allowed[:, self.som] = ~started
+        in_motion = started & ~ended
+        allowed[:, self.first_code : self.first_code + self.codebook_size] = (
+            in_motion & (codes < self.max_codes)
+        )[:, None]
+        allowed[:, self.eom] = in_motion & (codes >= self.min_codes)
+        allowed[:, self.eos] = ended
+        return scores.masked_fill(~allowed, float("-inf"))
+
+
 class _AllowedTokens(LogitsProcessor):
     """Sets the score of every token outside ``allowed`` to -inf."""
 
@@ -159,7 +191,11 @@ def generate_token_rows(
     ids = vocab.ids(tokenizer)
     eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
     kwargs = sampling.generate_kwargs()
-    if sampling.motion_only:  # codes, start and end of motion, eos; never the mask token or text
+    if sampling.motion_grammar:
+        prompt_length = 1 if family == "t5" else inputs["input_ids"].shape[1]
+        grammar = _MotionGrammar(ids, vocab.codebook_size, tokenizer.eos_token_id, prompt_length)
+        kwargs["logits_processor"] = LogitsProcessorList([grammar])
+    elif sampling.motion_only:  # codes, start and end of motion, eos; never the mask token or text
         kwargs["logits_processor"] = LogitsProcessorList(
             [_AllowedTokens([*ids[: vocab.codebook_size + 2], *eos])]
         )

@@ -80,6 +80,13 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
             "warmup_steps": 0,
             "disable_tqdm": "true",
         },
+        sopo_overrides={
+            "max_steps": 2,
+            "per_device_train_batch_size": 2,
+            "save_steps": 2,
+            "warmup_steps": 0,
+            "disable_tqdm": "true",
+        },
         evaluator_recipe="recipes/evaluator/tiny.yaml",
         evaluator_overrides={"max_steps": 4, "save_steps": 2, "eval_group_size": 4, "disable_tqdm": "true"},
         protocol=dict(
@@ -97,6 +104,7 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         "reward",
         "preferences",
         "aligned",
+        "sopo",
         "evaluator",
         "evaluation",
     ]
@@ -137,14 +145,16 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     aligned = summary["aligned"]["figures"]  # IPO-LoRA through `accelerate launch` on two processes
     assert aligned["world_size"] == 2 and aligned["steps"] == 2 and "## IPO-LoRA alignment" in text
     assert (config.out / "aligned-t5" / "adapter_model.safetensors").is_file()
+    sopo = summary["sopo"]["figures"]  # SoPo-LoRA through `accelerate launch` on two processes
+    assert sopo["world_size"] == 2 and sopo["steps"] == 2 and 0 < sopo["sampling_share"] < 1
+    assert "## SoPo-LoRA" in text and (config.out / "sopo-t5" / "training_curves.png").is_file()
     assert summary["evaluator"]["figures"]["world_size"] == 2  # the recipe ran through `accelerate launch`
     metrics = json.loads((config.out / "evaluation" / "metrics.json").read_text())
-    assert set(metrics["rows"]) == {"real", "reconstruction", "t5 tiny SFT", "t5 tiny IPO-LoRA"}
+    policies = ["t5 tiny SFT", "t5 tiny IPO-LoRA", "t5 tiny SoPo-LoRA"]
+    assert set(metrics["rows"]) == {"real", "reconstruction", *policies}
     assert metrics["prompts"] == 32
     comparison = json.loads((config.out / "comparison" / "comparison.json").read_text())
-    assert (
-        list(comparison["policies"]) == ["t5 tiny SFT", "t5 tiny IPO-LoRA"] and len(comparison["rows"]) == 2
-    )
+    assert list(comparison["policies"]) == policies and len(comparison["rows"]) == 2
     for row in comparison["rows"]:
         assert all((config.out / file).is_file() and f"]({file})" in text for file in row["files"][:1])
     for name, row in metrics["rows"].items():

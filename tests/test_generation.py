@@ -196,6 +196,22 @@ def test_an_untrained_policy_gives_problems_not_crashes(family, motion_tokenizer
     assert not any("text token" in problem for m in motions for problem in m.problems)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_motion_grammar_makes_even_an_untrained_policy_valid(family, motion_tokenizer):
+    torch.manual_seed(1)
+    K = motion_tokenizer.config.codebook_size
+    model, tokenizer = build_policy(family, "tiny", train_text_tokenizer(TEXTS, family), K)
+    sampling = SamplingConfig(seed=0, num_samples=4, motion_grammar=True)
+    motions = generate_motions(model.eval(), tokenizer, motion_tokenizer, CAPTIONS, sampling)
+    assert all(m.valid for m in motions) and validity_report(motions)["valid_share"] == 1.0
+    lengths = {len(m.codes) for m in motions}
+    assert min(lengths) >= 10 and max(lengths) <= 49 and len(lengths) > 1
+    unconstrained = generate_motions(
+        model, tokenizer, motion_tokenizer, CAPTIONS, replace(sampling, motion_grammar=False)
+    )
+    assert not all(m.valid for m in unconstrained)  # the grammar, not the model, made them valid
+
+
 def test_mismatched_codebooks_are_refused(motion_tokenizer):
     model, tokenizer = build_policy("t5", "tiny", train_text_tokenizer(TEXTS, "t5"), 8)
     with pytest.raises(ValueError, match="codebook of 8"):

@@ -42,6 +42,9 @@ class DemoConfig:
     )
     align_recipe: str = ""
     align_overrides: dict | None = None
+    #: SoPo-LoRA recipe (default: the family's config_sopo_lora.yaml) and overrides.
+    sopo_recipe: str = ""
+    sopo_overrides: dict | None = None
     protocol: dict = field(
         default_factory=lambda: dict(
             num_prompts=None, repeats=20, generation_rounds=2, mm_prompts=100, mm_samples=30

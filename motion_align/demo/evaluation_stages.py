@@ -46,6 +46,8 @@ def _policies(stages: dict) -> dict[str, str]:
     policies = {f"{name} SFT": stages["policy"]["path"]}
     if stages.get("aligned", {}).get("path"):
         policies[f"{name} IPO-LoRA"] = stages["aligned"]["path"]
+    if stages.get("sopo", {}).get("path"):
+        policies[f"{name} SoPo-LoRA"] = stages["sopo"]["path"]
     return policies
 
 
@@ -55,7 +57,7 @@ def evaluation_stage(config: DemoConfig, stages: dict) -> dict:
     protocol = ProtocolConfig(**config.protocol)
     policies = _policies(stages)
     upstream = all(stages[name]["reused"] for name in ("corpus", "tokenizer", "policy", "evaluator"))
-    upstream = upstream and stages.get("aligned", {"reused": True})["reused"]
+    upstream = upstream and all(stages.get(name, {"reused": True})["reused"] for name in ("aligned", "sopo"))
     record = read_json(path / "metrics.json")
     reused = (
         not config.force

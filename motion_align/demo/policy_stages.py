@@ -10,6 +10,7 @@ curves, and a few prompt/sample pairs rendered next to the corpus motion of the 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -73,7 +74,12 @@ def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
         files = render_side_by_side(panels, stem, caption=prompt, labels=("corpus", "generated"))
         pairs.append(dict(item=item.id, prompt=prompt, frames=motion.num_frames, valid=motion.valid,
                           problems=motion.problems, files=[rel(f, config.out) for f in files]))  # fmt: skip
+    # the same prompts and seed under constrained decoding (the motion grammar): valid by construction
+    grammar = replace(sampling, motion_grammar=True)
+    constrained = generate_motions(model, tokenizer, motion_tokenizer, [p for _, p in prompts], grammar, 32)
+    report = validity_report(constrained)
     validity = {"sampling": vars(sampling), **validity_report(motions), "pairs": pairs}
+    validity["with_motion_grammar"] = {k: report[k] for k in ("valid", "valid_share", "frames")}
     write_json(path / "validity.json", validity)
     return validity
 
@@ -97,7 +103,12 @@ def policy_stage(config: DemoConfig, stages: dict) -> dict:
         gpu_args,
     )
     validity = read_json(path / "validity.json")
-    if not reused or validity is None or validity["motions"] != config.num_eval_prompts:
+    if (
+        not reused
+        or validity is None
+        or validity["motions"] != config.num_eval_prompts
+        or "with_motion_grammar" not in validity
+    ):
         validity = _evaluate(config, stages["corpus"]["path"], path)
     run = json.loads((path / "sft_run.json").read_text())
     preset = yaml.safe_load((REPO / config.sft_recipe).read_text()).get("preset", "")
@@ -168,6 +179,15 @@ def policy_section(config: DemoConfig, record: dict) -> list[str]:
         f"Sampling: temperature {v['sampling']['temperature']}, top-k {v['sampling']['top_k'] or 'off'}, "
         f"top-p {v['sampling']['top_p']}, motion tokens only, seed {v['sampling']['seed']}.",
         "",
+    ]
+    if g := v.get("with_motion_grammar"):
+        lines += [
+            f"With constrained decoding (`--grammar`: the start token, 10 to 49 codes, the end token), the "
+            f"same prompts and seed give {g['valid']} valid motions ({g['valid_share']:.1%}), frames "
+            f"{g['frames']['min']} / {g['frames']['median']:.0f} / {g['frames']['max']}.",
+            "",
+        ]
+    lines += [
         "### Prompt and sample: the corpus motion of the caption (left) and the policy's (right)",
         "",
     ]

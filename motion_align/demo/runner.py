@@ -23,6 +23,7 @@ from motion_align.demo.evaluation_stages import (
     evaluator_stage,
 )
 from motion_align.demo.policy_stages import policy_section, policy_stage, tokenized_section, tokenized_stage
+from motion_align.demo.sopo_stage import sopo_section, sopo_stage
 from motion_align.demo.tokenizer_stage import tokenizer_section, tokenizer_stage
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ STAGES = (
     ("reward", reward_stage, reward_section),
     ("preferences", preferences_stage, preferences_section),
     ("aligned", aligned_stage, aligned_section),
+    ("sopo", sopo_stage, sopo_section),
     ("evaluator", evaluator_stage, evaluator_section),
     ("evaluation", evaluation_stage, evaluation_section),
 )
