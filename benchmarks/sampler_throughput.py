@@ -45,7 +45,7 @@ from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
 from motion_align.semi_online import CandidateSampler
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.sopo import MotionSoPoTrainer
-from motion_align.trainers.sopo_setup import get_real_motion_datasets
+from motion_align.trainers.sopo_setup import get_real_motion_datasets, get_sopo_models
 from motion_align.vocab import MotionVocab
 
 WAYS = ("batched (ours)", "per-prompt loop", "per-sample loop")
@@ -135,8 +135,7 @@ def measure_training_share(paths: dict[str, Path], k: int, batch_size: int, step
             save_strategy="no", report_to="none", disable_tqdm=True, seed=seed,
         )  # fmt: skip
         model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
-        _, _, vq = load_generator(paths["policy-t5"])
-        reward = TextMotionRetrieval.from_pretrained(paths["retrieval"])
+        vq, reward = get_sopo_models(config)
         data = get_real_motion_datasets(config, MotionVocab.from_tokenizer(tokenizer).codebook_size)
         peft_config = get_peft_config(model, tokenizer)
         trainer = MotionSoPoTrainer(model, config, reward, vq, processing_class=tokenizer,
