@@ -30,6 +30,7 @@ from motion_align.generation import (
     _decode_features,
     generate_token_rows,
 )
+from motion_align.rewards.retrieval import unit_score
 from motion_align.vocab import MotionVocab
 
 INVALID_SCORE = 0.0
@@ -161,14 +162,14 @@ class CandidateSampler:
         if where.size:
             motion_emb = self.reward_model.embed_motions([candidates[i] for i in where])  # (V, D)
             cos = (texts[torch.as_tensor(where // k, device=model_device)] * motion_emb).sum(-1)
-            scores[where] = ((cos + 1) / 2).clamp(0, 1).cpu().numpy()
+            scores[where] = unit_score(cos).cpu().numpy()
         if real_codes is not None:
             real_emb = self.reward_model.embed_motions(reals)  # (B, D)
-            real_scores = (((texts * real_emb).sum(-1) + 1) / 2).clamp(0, 1).cpu().numpy()
+            real_scores = unit_score((texts * real_emb).sum(-1)).cpu().numpy()
             similarity = np.zeros(b * k)
             if where.size:
                 sim = (real_emb[torch.as_tensor(where // k, device=model_device)] * motion_emb).sum(-1)
-                similarity[where] = ((sim + 1) / 2).clamp(0, 1).cpu().numpy()
+                similarity[where] = unit_score(sim).cpu().numpy()
             similarity = similarity.reshape(b, k)
         seconds["score"] = time.perf_counter() - start
         return Candidates(rows, scores.reshape(b, k), valid.reshape(b, k), similarity, real_scores, seconds)

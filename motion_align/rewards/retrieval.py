@@ -127,6 +127,11 @@ class RetrievalConfig:
             raise CheckpointError(f"{path}: not a valid RetrievalConfig ({err})") from err
 
 
+def unit_score(cos: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of L2-normalised embeddings -> ``(cos + 1) / 2`` in [0, 1]: the reward's scale."""
+    return ((cos + 1) / 2).clamp(0, 1)
+
+
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     """(length, dim) sine/cosine position encodings (Vaswani et al. 2017), as TMR's encoder uses."""
     position = torch.arange(length, dtype=torch.float32)[:, None]  # (L, 1)
@@ -300,12 +305,12 @@ class TextMotionRetrieval(
         if len(texts) != len(motions):
             raise ValueError(f"score needs paired inputs: {len(texts)} texts but {len(motions)} motions")
         cos = (self.embed_texts(texts) * self.embed_motions(motions, batch_size)).sum(-1)
-        return ((cos + 1) / 2).clamp(0, 1)
+        return unit_score(cos)
 
     def score_matrix(self, texts: Sequence[str], motions: Sequence, batch_size: int = 64) -> torch.Tensor:
         """Every text against every motion -> (N, M) scores in [0, 1]."""
         cos = self.embed_texts(texts) @ self.embed_motions(motions, batch_size).T
-        return ((cos + 1) / 2).clamp(0, 1)
+        return unit_score(cos)
 
     def motion_similarity(
         self, motions_a: Sequence, motions_b: Sequence | None = None, batch_size: int = 64
@@ -316,7 +321,7 @@ class TextMotionRetrieval(
         """
         a = self.embed_motions(motions_a, batch_size)
         b = a if motions_b is None else self.embed_motions(motions_b, batch_size)
-        return ((a @ b.T + 1) / 2).clamp(0, 1)
+        return unit_score(a @ b.T)
 
     # ------------------------------------------------------------------------------- checkpoints
     def _save_pretrained(self, save_directory: Path) -> None:

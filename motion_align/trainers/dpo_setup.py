@@ -51,6 +51,11 @@ CARD_FIELDS = (
 )
 
 
+def looks_local(name: str) -> bool:
+    """Whether a model or dataset name is a local path (the demo's ``outputs/...`` included), not a Hub id."""
+    return name.startswith((".", "/", "outputs")) or Path(name).exists()
+
+
 def _missing_input(what: str, path: str, flag: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"{what} {path!r} not found. Create the demo artifacts with `make demo` (or `motion-align demo --out "
@@ -65,8 +70,7 @@ def get_dpo_policy(config: Any) -> tuple[Any, Any, Any]:
     bitsandbytes (QLoRA; bitsandbytes also runs on CPU).
     """
     name = config.model_name_or_path
-    looks_local = name.startswith((".", "/", "outputs")) or Path(name).exists()
-    if looks_local and not Path(name).is_dir():
+    if looks_local(name) and not Path(name).is_dir():
         raise _missing_input("policy", name, "--model_name_or_path")
     set_seed(config.seed)
     kwargs: dict[str, Any] = {}
@@ -87,7 +91,7 @@ def get_preference_datasets(config: Any) -> dict[str, Any]:
     """``{"train": ..., "eval": ...}`` trainer rows: the pairs filtered by degree, subsampled to
     ``data_fraction`` and split ``eval_fraction`` off, all seeded by ``config.seed``."""
     name = config.dataset_name
-    if name.startswith((".", "/", "outputs")) and not Path(name).exists():
+    if looks_local(name) and not Path(name).exists():
         raise _missing_input("preference dataset", name, "--dataset_name")
     pairs = load_preferences(name, split=config.dataset_split)
     pairs = select_preferences(

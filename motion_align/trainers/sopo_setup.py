@@ -9,15 +9,11 @@ from typing import Any
 
 from motion_align.data.sft import real_motion_rows
 from motion_align.generation import MOTION_TOKENIZER_FILE, _recorded_motion_tokenizer
-from motion_align.trainers.dpo_setup import _missing_input, training_info
+from motion_align.trainers.dpo_setup import _missing_input, looks_local, training_info
 from motion_align.vocab import MotionVocab
 
 SOPO_CARD_FIELDS = ("reward_model", "num_candidates", "threshold", "similarity_weight", "refresh_steps",
                     "preferred_source", "sampling_temperature")  # fmt: skip
-
-
-def _local(name: str) -> bool:
-    return name.startswith((".", "/", "outputs")) or Path(name).exists()
 
 
 def get_sopo_models(config: Any) -> tuple[Any, Any]:
@@ -33,7 +29,7 @@ def get_sopo_models(config: Any) -> tuple[Any, Any]:
                 f"{config.model_name_or_path} records no motion tokenizer: pass --motion_tokenizer"
             )
         motion_tokenizer = _recorded_motion_tokenizer(Path(config.model_name_or_path))
-    if _local(config.reward_model) and not Path(config.reward_model).is_dir():
+    if looks_local(config.reward_model) and not Path(config.reward_model).is_dir():
         raise _missing_input("reward model", config.reward_model, "--reward_model")
     reward_model = TextMotionRetrieval.from_pretrained(config.reward_model)
     return MotionVQVAE.from_pretrained(str(motion_tokenizer)).eval(), reward_model.eval()
@@ -47,7 +43,7 @@ def get_real_motion_datasets(config: Any, codebook_size: int) -> dict[str, Any]:
     import datasets
 
     name = config.dataset_name
-    if _local(name):
+    if looks_local(name):
         if not Path(name).exists():
             raise _missing_input("tokenized dataset", name, "--dataset_name")
         items = datasets.load_from_disk(name)
