@@ -122,3 +122,25 @@ def sopo_loss(
     used = torch.as_tensor(use_rejected, device=chosen_ratio.device).to(chosen_ratio.dtype)
     weight = 1.0 if preferred_weight is None else torch.as_tensor(preferred_weight).to(chosen_ratio)
     return preference_loss(loss_type, weight * chosen_ratio - used * rejected_ratio, beta)
+
+
+def bradley_terry_loss(
+    chosen_reward: torch.Tensor,
+    rejected_reward: torch.Tensor,
+    margin: torch.Tensor | float | None = None,
+    label: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """The reward model's loss per pair (B,): Bradley-Terry on the reward difference d = r(y_w) - r(y_l),
+
+        -[p * log sigmoid(d - m) + (1 - p) * log sigmoid(m - d)],
+
+    with the degree margin m (Touvron et al. 2023, "Llama 2", eq. 2: 3/2/1/0 from "Much better" to
+    "unsure") and the label p: 1 for a preference, 0.5 for an unsure pair, which then pulls d towards m
+    (0 for unsure: "as good as each other"). With p = 1 it is InstructGPT's loss (Ouyang et al. 2022).
+    """
+    d = chosen_reward - rejected_reward
+    m = _margin(margin, d)
+    p = torch.as_tensor(label, dtype=d.dtype, device=d.device)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("Bradley-Terry labels must be in [0, 1]")
+    return -(p * F.logsigmoid(d - m) + (1 - p) * F.logsigmoid(m - d))

@@ -13,18 +13,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, parse_recipe, tiny_tokenizer_config
+from conftest import REPO, parse_recipe
 
 from motion_align.configs import MotionSoPoConfig
-from motion_align.data.tokenized import tokenize_folder
-from motion_align.generation import MAX_FRAMES, MIN_FRAMES, record_motion_tokenizer
+from motion_align.generation import MAX_FRAMES, MIN_FRAMES
 from motion_align.lora import get_peft_config
 from motion_align.losses import preference_loss, sopo_loss
-from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
-from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
+from motion_align.policy import format_prompt, load_policy
+from motion_align.rewards.retrieval import TextMotionRetrieval
 from motion_align.semi_online import INVALID_SCORE, CandidateSampler, select_pairs
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.tokenizer_training import train_tokenizer
 from motion_align.trainers.sopo import MotionSoPoTrainer
 from motion_align.trainers.sopo_setup import get_real_motion_datasets, get_sopo_models
 from motion_align.vocab import MotionVocab
@@ -88,58 +85,9 @@ def test_pair_choice_rejects_bad_input():
 # ----------------------------------------------------------------------------------------- artifacts
 
 
-def fit(model, tokenizer, captions: list[str], codes: list[list[int]], steps: int) -> None:
-    """A few steps of teacher forcing towards ``codes`` (both families), so that samples vary but many
-    are valid motions."""
-    vocab = MotionVocab.from_tokenizer(tokenizer)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    model.train()
-    prompts = [tokenizer(format_prompt(c))["input_ids"] for c in captions]
-    motions = [vocab.codes_to_ids(c, tokenizer) + [tokenizer.eos_token_id] for c in codes]
-    for _ in range(steps):
-        if model.config.is_encoder_decoder:
-            inputs = tokenizer([format_prompt(c) for c in captions], padding=True, return_tensors="pt")
-            labels = torch.nn.utils.rnn.pad_sequence([torch.tensor(m) for m in motions], True, -100)
-            loss = model(**inputs, labels=labels).loss
-        else:
-            rows = [p + m for p, m in zip(prompts, motions)]
-            ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], True, 0)
-            labels = torch.nn.utils.rnn.pad_sequence(
-                [torch.tensor([-100] * len(p) + m) for p, m in zip(prompts, motions)], True, -100
-            )
-            mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], True)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-
-
 @pytest.fixture(scope="module")
-def artifacts(tiny_corpus, tmp_path_factory) -> dict:
-    """What the SoPo recipe reads: a motion tokenizer, a tokenized dataset, a retrieval model and a policy
-    per family that records its motion tokenizer (fitted briefly, so that some samples are valid)."""
-    root = tmp_path_factory.mktemp("sopo")
-    train_tokenizer(
-        tiny_tokenizer_config(tiny_corpus, root / "vq", max_steps=2, eval_max_clips=2, save_steps=100)
-    )
-    vq = MotionVQVAE.from_pretrained(str(root / "vq")).eval()
-    tokenized = tokenize_folder(vq, tiny_corpus, root / "tokenized", tokenizer_path=root / "vq")
-    train = tokenized["train"]
-    captions = [item[0] for item in train["captions"]][:6]
-    codes = [c[:14] for c in train["codes"]][:6]
-    TextMotionRetrieval(RetrievalConfig.preset("tiny")).save_pretrained(root / "retrieval")
-    out = {"root": root, "vq": root / "vq", "tokenized": root / "tokenized", "retrieval": root / "retrieval"}
-    texts = [format_prompt(c) for caps in train["captions"] for c in caps]
-    for family in ("t5", "llama"):
-        torch.manual_seed(0)
-        tokenizer = train_text_tokenizer(texts, family, vocab_size=300)
-        model, tokenizer = build_policy(family, "tiny", tokenizer, vq.config.codebook_size, dropout=0.0)
-        fit(model, tokenizer, captions, codes, steps=40)
-        save_policy(model, tokenizer, root / family)
-        record_motion_tokenizer(root / family, str(root / "vq"))
-        out[family] = root / family
-    return out
+def artifacts(policy_artifacts) -> dict:
+    return policy_artifacts
 
 
 def config_for(artifacts, family, tmp_path, **kw) -> MotionSoPoConfig:

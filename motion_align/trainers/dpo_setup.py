@@ -87,9 +87,9 @@ def get_dpo_policy(config: Any) -> tuple[Any, Any, Any]:
     return model, tokenizer, peft_config
 
 
-def get_preference_datasets(config: Any) -> dict[str, Any]:
-    """``{"train": ..., "eval": ...}`` trainer rows: the pairs filtered by degree, subsampled to
-    ``data_fraction`` and split ``eval_fraction`` off, all seeded by ``config.seed``."""
+def get_preference_datasets(config: Any, rows: Any = to_trainer_rows) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` ``rows`` (the DPO trainer's by default) of the pairs filtered by
+    degree, subsampled to ``data_fraction`` and split ``eval_fraction`` off, all seeded by ``config.seed``."""
     name = config.dataset_name
     if looks_local(name) and not Path(name).exists():
         raise _missing_input("preference dataset", name, "--dataset_name")
@@ -101,8 +101,8 @@ def get_preference_datasets(config: Any) -> dict[str, Any]:
         raise ValueError(f"{name}: no pairs left after the degree filter {config.preference_degrees}")
     if config.eval_fraction > 0:
         splits = split_preferences(pairs, config.eval_fraction, config.seed)
-        return {"train": to_trainer_rows(splits["train"]), "eval": to_trainer_rows(splits["eval"])}
-    return {"train": to_trainer_rows(pairs), "eval": None}
+        return {"train": rows(splits["train"]), "eval": rows(splits["eval"])}
+    return {"train": rows(pairs), "eval": None}
 
 
 def training_info(config: Any, rows: int) -> dict[str, Any]:
@@ -112,7 +112,13 @@ def training_info(config: Any, rows: int) -> dict[str, Any]:
         motion_tokenizer = _recorded_motion_tokenizer(Path(config.model_name_or_path))
     argv = sys.argv[1:]
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
-    adapter = "QLoRA" if config.load_in_4bit else "LoRA" if config.use_peft else "full fine-tuning"
+    adapter = (
+        "QLoRA"
+        if getattr(config, "load_in_4bit", False)
+        else "LoRA"
+        if config.use_peft
+        else "full fine-tuning"
+    )
     return {
         "base_model": _absolute_if_local(config.model_name_or_path),
         "method": f"{config.loss_type[0].upper() if config.loss_type[0] != 'sigmoid' else 'DPO'}-{adapter}",
