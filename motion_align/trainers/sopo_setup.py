@@ -16,10 +16,8 @@ SOPO_CARD_FIELDS = ("reward_model", "num_candidates", "threshold", "similarity_w
                     "preferred_source", "sampling_temperature")  # fmt: skip
 
 
-def get_sopo_models(config: Any) -> tuple[Any, Any]:
-    """(motion tokenizer, reward model): ``config.motion_tokenizer`` or the one the policy folder records,
-    and the retrieval model at ``config.reward_model`` (folders or Hub ids)."""
-    from motion_align.rewards.retrieval import TextMotionRetrieval
+def load_motion_tokenizer(config: Any) -> Any:
+    """The VQ-VAE at ``config.motion_tokenizer``, or the one the policy folder records (eval mode)."""
     from motion_tokenizer import MotionVQVAE
 
     motion_tokenizer = config.motion_tokenizer
@@ -29,17 +27,23 @@ def get_sopo_models(config: Any) -> tuple[Any, Any]:
                 f"{config.model_name_or_path} records no motion tokenizer: pass --motion_tokenizer"
             )
         motion_tokenizer = _recorded_motion_tokenizer(Path(config.model_name_or_path))
+    return MotionVQVAE.from_pretrained(str(motion_tokenizer)).eval()
+
+
+def get_sopo_models(config: Any) -> tuple[Any, Any]:
+    """(motion tokenizer, reward model): :func:`load_motion_tokenizer` and the retrieval model at
+    ``config.reward_model`` (folders or Hub ids)."""
+    from motion_align.rewards.retrieval import TextMotionRetrieval
+
     if looks_local(config.reward_model) and not Path(config.reward_model).is_dir():
         raise _missing_input("reward model", config.reward_model, "--reward_model")
     reward_model = TextMotionRetrieval.from_pretrained(config.reward_model)
-    return MotionVQVAE.from_pretrained(str(motion_tokenizer)).eval(), reward_model.eval()
+    return load_motion_tokenizer(config), reward_model.eval()
 
 
-def get_real_motion_datasets(config: Any, codebook_size: int) -> dict[str, Any]:
-    """``{"train": ..., "eval": ...}`` rows of :func:`~motion_align.data.sft.real_motion_rows` from the
-    ``dataset_split`` of ``config.dataset_name``: items subsampled to ``data_fraction`` and split
-    ``eval_fraction`` off (by item, so no motion is in both), seeded by ``config.seed``. ``codebook_size``
-    is the policy's (its motion tokens must cover every code)."""
+def load_tokenized_items(config: Any) -> Any:
+    """The ``dataset_split`` items of the tokenized dataset ``config.dataset_name`` (``motion-align tokenize``
+    output or a Hub dataset; columns ``captions`` and ``codes``), subsampled to ``data_fraction``."""
     import datasets
 
     name = config.dataset_name
@@ -61,6 +65,15 @@ def get_real_motion_datasets(config: Any, codebook_size: int) -> dict[str, Any]:
     if config.data_fraction < 1.0:
         keep = max(1, round(config.data_fraction * len(items)))
         items = items.shuffle(seed=config.seed).select(range(keep))
+    return items
+
+
+def get_real_motion_datasets(config: Any, codebook_size: int) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` rows of :func:`~motion_align.data.sft.real_motion_rows` from the
+    ``dataset_split`` of ``config.dataset_name``: items subsampled to ``data_fraction`` and split
+    ``eval_fraction`` off (by item, so no motion is in both), seeded by ``config.seed``. ``codebook_size``
+    is the policy's (its motion tokens must cover every code)."""
+    items = load_tokenized_items(config)
     splits = {"train": items, "eval": None}
     if config.eval_fraction > 0:
         parts = items.train_test_split(test_size=config.eval_fraction, seed=config.seed)

@@ -1,0 +1,195 @@
+"""``MotionPPOTrainer``: TRL's PPOTrainer (``trl.experimental.ppo``, TRL 1.12) for T5 and LLaMA policies.
+
+TRL's PPO loop works on causal rows (query left-padded, then the response) and reads every model through
+three narrow interfaces: the policy's ``generate`` and ``forward`` (logits), and ``getattr(model,
+model.base_model_prefix)`` + ``model.score`` for the value and reward models. Queries here end with the
+start-of-motion token (:mod:`motion_align.causal_view`), so the loop stays TRL's and only those
+interfaces are given:
+
+- the policy: a LLaMA policy as it is (with ``peft_config``, TRL wraps it and its reference is the policy
+  with the adapter disabled); a T5 policy through :class:`~motion_align.causal_view.EncoderDecoderAsCausalLM`
+  (LoRA applied first; the reference is the same module with the adapter disabled: no second copy);
+- the value model: a :class:`~motion_align.rewards.reward_model.MotionRewardModel` (PPO reads its head at
+  every response token);
+- the reward: a learned reward model (the score at the row's last token) or any
+  :class:`~motion_align.rewards.motion_rewards.MotionReward` on decoded motions (the event judge, the
+  retrieval score), both as ``(score - reward_shift) * reward_scale``.
+
+TRL's own knobs keep their meaning: ``kl_coef`` (fixed KL penalty per token, 0.05 here), ``whiten_rewards``,
+``missing_eos_penalty``, ``cliprange``/``cliprange_value``, ``vf_coef``, ``gamma``/``lam`` (GAE). Dropout is
+off in every model (TRL's ``disable_dropout_in_model`` plus LLaMA's functional attention dropout).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from peft import PeftModel, get_peft_model
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
+from trl.experimental.ppo import PPOTrainer
+
+from motion_align.causal_view import EncoderDecoderAsCausalLM, motion_boundary
+from motion_align.policy import policy_family, set_dropout
+from motion_align.rewards.motion_rewards import MotionReward
+from motion_align.vocab import MotionVocab
+
+
+class QueryCollator:
+    """Prompt rows -> ``input_ids`` (B, S), left-padded: every query's ``<som>`` in the last column."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), longest), self.pad_token_id, dtype=torch.long)
+        for row, e in enumerate(examples):
+            ids[row, longest - len(e["input_ids"]) :] = torch.as_tensor(e["input_ids"], dtype=torch.long)
+        return {"input_ids": ids}
+
+
+class _Affine(nn.Module):
+    """``(head(h) - shift) * scale``: score scaling for any reward."""
+
+    def __init__(self, head: nn.Module, scale: float, shift: float) -> None:
+        super().__init__()
+        self.head, self.scale, self.shift = head, scale, shift
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return (self.head(hidden) - self.shift) * self.scale
+
+
+class _MotionScores(nn.Module):
+    """Reads causal rows, decodes each response to a motion and returns its reward at every column, as
+    ``hidden_states[-1]`` (B, L, 1): what TRL's ``get_reward`` reads from a backbone."""
+
+    def __init__(self, reward: MotionReward, som_id: int, prompts: dict[tuple[int, ...], tuple[str, Any]]):
+        super().__init__()
+        self.reward, self.som_id, self.prompts = reward, som_id, prompts
+        self.register_buffer("_device", torch.zeros(0), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> BaseModelOutput:
+        s = motion_boundary(input_ids, self.som_id)
+        captions, events, completions = [], [], []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.bool().tolist()):
+            query = tuple(i for i, m in zip(ids[: s + 1], mask[: s + 1]) if m)
+            if query not in self.prompts:
+                raise ValueError("a query is not one of the trainer's prompts: its caption is unknown")
+            caption, spec = self.prompts[query]
+            captions.append(caption)
+            events.append(spec)
+            completions.append([i for i, m in zip(ids[s:], mask[s:]) if m])  # <som>, codes, ...
+        scores = torch.as_tensor(self.reward(captions, completions, events), dtype=torch.float32)
+        hidden = scores.to(input_ids.device)[:, None, None].expand(-1, input_ids.shape[1], 1)
+        return BaseModelOutput(last_hidden_state=hidden, hidden_states=(hidden,))
+
+
+class PPOReward(nn.Module):
+    """A reward in the shape TRL's PPO reads: ``backbone`` and ``score``."""
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, scale: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.backbone, self.score = backbone, _Affine(head, scale, shift)
+
+    @classmethod
+    def learned(cls, reward_model: nn.Module, scale: float = 1.0, shift: float = 0.0) -> PPOReward:
+        return cls(reward_model.backbone, reward_model.score, scale, shift).eval().requires_grad_(False)
+
+    @classmethod
+    def from_function(cls, reward: MotionReward, tokenizer: Any, prompts: Any, scale=1.0, shift=0.0):
+        """``prompts`` rows carry ``input_ids`` (the query), ``caption`` and ``events``."""
+        som = tokenizer.convert_tokens_to_ids(MotionVocab.from_tokenizer(tokenizer).som)
+        lookup = {}
+        for dataset in prompts:
+            events = dataset["events"] if "events" in dataset.column_names else [None] * len(dataset)
+            for ids, caption, spec in zip(dataset["input_ids"], dataset["caption"], events):
+                lookup[tuple(ids)] = (caption, spec)
+        return cls(_MotionScores(reward, som, lookup), nn.Identity(), scale, shift).eval()
+
+
+class _AdapterDisabled(nn.Module):
+    """The reference policy: the T5 view with its LoRA adapter disabled (the same weights, no copy)."""
+
+    def __init__(self, view: EncoderDecoderAsCausalLM) -> None:
+        super().__init__()
+        self.view = view
+
+    def forward(self, **kwargs: Any) -> Any:
+        with self.view.model.disable_adapter():
+            return self.view(**kwargs)
+
+
+class MotionPPOTrainer(PPOTrainer):
+    """PPO for T5 and LLaMA motion policies with a learned or a programmatic motion reward."""
+
+    def __init__(
+        self,
+        args: Any,
+        processing_class: Any,
+        model: Any,
+        reward: Any,
+        value_model: nn.Module,
+        train_dataset: Any,
+        eval_dataset: Any = None,
+        peft_config: Any = None,
+        callbacks: Any = None,
+        reward_prompts: list[Any] | None = None,
+    ) -> None:
+        """``reward``: a MotionRewardModel or a MotionReward (which needs the prompt rows: ``train_dataset``
+        and ``eval_dataset`` unless ``reward_prompts`` are given)."""
+        if "input_ids" not in train_dataset.column_names:
+            raise ValueError("the PPO prompt dataset needs 'input_ids' (queries ending in <som>)")
+        set_dropout(model, 0.0)
+        self.family = policy_family(model)
+        self.som_id = processing_class.convert_tokens_to_ids(MotionVocab.from_tokenizer(processing_class).som)
+        eval_dataset = eval_dataset or train_dataset.select(range(min(len(train_dataset), 8)))
+        scale, shift = getattr(args, "reward_scale", 1.0), getattr(args, "reward_shift", 0.0)
+        if isinstance(reward, MotionReward):
+            prompts = reward_prompts or [train_dataset, eval_dataset]
+            reward_module = PPOReward.from_function(reward, processing_class, prompts, scale, shift)
+        else:
+            reward_module = PPOReward.learned(reward, scale, shift)
+        ref_model = None
+        if self.family == "t5":
+            if peft_config is not None:
+                model = get_peft_model(model, peft_config)
+                peft_config = None
+            policy = EncoderDecoderAsCausalLM(model, self.som_id)
+            if isinstance(model, PeftModel):
+                ref_model = _AdapterDisabled(policy)
+            else:
+                frozen = copy.deepcopy(model).eval().requires_grad_(False)
+                ref_model = EncoderDecoderAsCausalLM(frozen, self.som_id)
+            model = policy
+        collator = QueryCollator(processing_class.pad_token_id)
+        super().__init__(args, processing_class, model, ref_model, reward_module, train_dataset, value_model,
+                         data_collator=collator, eval_dataset=eval_dataset, peft_config=peft_config,
+                         callbacks=callbacks)  # fmt: skip
+
+    def policy_model_for_saving(self) -> nn.Module:
+        """The policy as ``load_policy`` reads it: the PEFT model (an adapter) or the full model."""
+        policy = self.accelerator.unwrap_model(self.model).policy
+        return policy.model if isinstance(policy, EncoderDecoderAsCausalLM) else policy
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Only the policy (safetensors) and the tokenizer: the adapter folder other recipes load."""
+        output_dir = output_dir or self.args.output_dir
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.policy_model_for_saving().save_pretrained(output_dir, safe_serialization=True)
+            self.processing_class.save_pretrained(output_dir)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """TRL's checkpoint (policy, optimizer, scheduler, state) plus the value model, for resuming."""
+        super()._save_checkpoint(model, trial)
+        if self.accelerator.is_main_process:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = f"{self.args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            value = self.accelerator.unwrap_model(self.model).value_model
+            value.save_pretrained(f"{folder}/value_model", safe_serialization=True)

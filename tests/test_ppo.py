@@ -1,0 +1,209 @@
+"""PPO: the query collator, rewards as TRL reads them (learned, or a motion reward on decoded motions),
+MotionPPOTrainer for T5 (our causal view) and LLaMA (TRL's path) with LoRA, and recipes/ppo.py on 2
+processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+import pytest
+import torch
+from conftest import REPO
+
+from motion_align.causal_view import pad_rows, query_ids, response_ids
+from motion_align.lora import get_peft_config
+from motion_align.policy import load_policy
+from motion_align.rewards.motion_rewards import EventJudgeReward, RetrievalReward
+from motion_align.rewards.retrieval import TextMotionRetrieval
+from motion_align.rewards.reward_model import MotionRewardModel
+from motion_align.rl_configs import MotionPPOConfig
+from motion_align.trainers.ppo import MotionPPOTrainer, PPOReward, QueryCollator
+from motion_align.trainers.ppo_setup import CURVES, get_prompt_dataset
+from motion_align.vocab import MotionVocab
+from motion_tokenizer import MotionVQVAE
+
+
+@pytest.fixture(scope="module")
+def reward_models(policy_artifacts, tmp_path_factory) -> dict:
+    """A reward model per family (the policy's backbone, a fresh head), saved as the recipe reads it."""
+    root = tmp_path_factory.mktemp("ppo_rewards")
+    for family in ("t5", "llama"):
+        model, tokenizer = load_policy(policy_artifacts[family], dropout=0.0)
+        MotionRewardModel.from_policy(model, tokenizer, seed=0).save_pretrained(root / family)
+        tokenizer.save_pretrained(root / family)
+    return {family: root / family for family in ("t5", "llama")}
+
+
+def ppo_config(policy_artifacts, reward_models, family, tmp_path, **kw) -> MotionPPOConfig:
+    defaults = dict(
+        model_name_or_path=str(policy_artifacts[family]),
+        dataset_name=str(policy_artifacts["tokenized"]),
+        reward_model_path=str(reward_models[family]),
+        retrieval_model=str(policy_artifacts["retrieval"]),
+        output_dir=str(tmp_path / "out"),
+        total_episodes=8,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_ppo_epochs=1,
+        response_length=20,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+    return MotionPPOConfig(**{**defaults, **kw})
+
+
+def test_query_collator_left_pads_so_every_query_ends_in_the_start_token(policy_artifacts):
+    _, tokenizer = load_policy(policy_artifacts["llama"])
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    rows = [{"input_ids": query_ids(tokenizer, c, vocab)} for c in ("a man walks.", "someone jumps twice.")]
+    batch = QueryCollator(tokenizer.pad_token_id)(rows)["input_ids"]
+    assert (batch[:, -1] == tokenizer.convert_tokens_to_ids(vocab.som)).all()
+    assert [int((r != tokenizer.pad_token_id).sum()) for r in batch] == [len(r["input_ids"]) for r in rows]
+
+
+def test_a_motion_reward_reads_decoded_rows_as_trl_does(policy_artifacts, reward_models, tmp_path):
+    _, tokenizer = load_policy(policy_artifacts["t5"])
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    vq = MotionVQVAE.from_pretrained(str(policy_artifacts["vq"])).eval()
+    retrieval = RetrievalReward(
+        tokenizer, vq, TextMotionRetrieval.from_pretrained(policy_artifacts["retrieval"])
+    )
+    config = ppo_config(policy_artifacts, reward_models, "t5", tmp_path)
+    prompts = get_prompt_dataset(config, tokenizer)
+    items = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"]
+    caption, codes = items[0]["captions"][0], items[0]["codes"][:12]
+    reward = PPOReward.from_function(retrieval, tokenizer, [prompts], scale=2.0, shift=0.5)
+    motion = vocab.codes_to_string(codes)
+    batch = pad_rows(
+        [query_ids(tokenizer, caption, vocab)] * 2,
+        [response_ids(tokenizer, motion, vocab), response_ids(tokenizer, vocab.som + vocab.eom, vocab)],
+        tokenizer.pad_token_id,
+    )
+    hidden = getattr(reward, reward.base_model_prefix)(**batch).hidden_states[-1]
+    scores = reward.score(hidden)[:, -1, 0]
+    expected = retrieval([caption], [motion])[0]
+    assert scores[0].item() == pytest.approx((expected - 0.5) * 2.0, abs=1e-5)
+    assert scores[1].item() == pytest.approx((0.0 - 0.5) * 2.0)  # no codes: not a motion, reward 0
+    unknown = pad_rows([query_ids(tokenizer, "a caption nobody wrote.", vocab)], [[]], tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="not one of the trainer's prompts"):
+        reward.backbone(**unknown)
+
+
+def test_judge_prompts_keep_only_captions_with_an_event_spec(policy_artifacts, reward_models, tmp_path):
+    _, tokenizer = load_policy(policy_artifacts["t5"])
+    all_prompts = get_prompt_dataset(ppo_config(policy_artifacts, reward_models, "t5", tmp_path), tokenizer)
+    judged = get_prompt_dataset(
+        ppo_config(policy_artifacts, reward_models, "t5", tmp_path, reward_function="event_judge"), tokenizer
+    )
+    assert 0 < len(judged) < len(all_prompts) and all(judged["events"])
+
+
+def weights(module: torch.nn.Module, adapter: bool) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters() if ("lora_" in n) == adapter}
+
+
+@pytest.mark.parametrize("family", ["t5", "llama"])
+def test_ppo_with_lora_moves_the_adapter_and_the_value_head_not_the_base(
+    policy_artifacts, reward_models, family, tmp_path
+):
+    config = ppo_config(policy_artifacts, reward_models, family, tmp_path)
+    model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
+    reward = MotionRewardModel.from_pretrained(config.reward_model_path)
+    value = MotionRewardModel.from_pretrained(config.reward_model_path)
+    value.reset_head(seed=1)
+    head = value.score.weight.detach().clone()
+    prompts = get_prompt_dataset(config, tokenizer)
+    peft_config = get_peft_config(model, tokenizer)
+    trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
+    policy = trainer.policy_model_for_saving()
+    base, adapter = weights(policy, False), weights(policy, True)
+    trainer.train()
+    logs = [row for row in trainer.state.log_history if "objective/kl" in row]
+    assert len(logs) == 1 and all(key in logs[0] for key in CURVES)
+    assert logs[0]["objective/kl"] == pytest.approx(0.0, abs=1e-3)  # the adapter starts at zero: policy = ref
+    after_base, after_adapter = weights(policy, False), weights(policy, True)
+    assert all(torch.equal(base[n], after_base[n]) for n in base if "trainable_tokens" not in n)
+    assert any(not torch.equal(adapter[n], after_adapter[n]) for n in adapter)
+    assert not torch.equal(head, value.score.weight)
+    trainer.save_model(str(tmp_path / "saved"))
+    loaded, _ = load_policy(tmp_path / "saved")
+    assert loaded is not None and (tmp_path / "saved" / "adapter_model.safetensors").is_file()
+
+
+def test_ppo_with_the_event_judge_reward_scores_motions_in_0_1(policy_artifacts, reward_models, tmp_path):
+    config = ppo_config(
+        policy_artifacts,
+        reward_models,
+        "t5",
+        tmp_path,
+        reward_function="event_judge",
+        missing_eos_penalty=None,
+    )
+    model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
+    vq = MotionVQVAE.from_pretrained(str(policy_artifacts["vq"])).eval()
+    value = MotionRewardModel.from_pretrained(config.reward_model_path)
+    prompts = get_prompt_dataset(config, tokenizer)
+    trainer = MotionPPOTrainer(
+        config,
+        tokenizer,
+        model,
+        EventJudgeReward(tokenizer, vq),
+        value,
+        prompts,
+        peft_config=get_peft_config(model, tokenizer),
+    )
+    trainer.train()
+    score = next(row["objective/scores"] for row in trainer.state.log_history if "objective/scores" in row)
+    assert 0.0 <= score <= 1.0
+
+
+def test_ppo_recipe_on_two_processes_saves_a_loadable_adapter_and_curves(
+    policy_artifacts, reward_models, tmp_path
+):
+    out = tmp_path / "ppo"
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "accelerate"),
+        "launch",
+        "--config_file",
+        str(REPO / "accelerate_configs/multi_cpu.yaml"),
+        str(REPO / "recipes/ppo.py"),
+        "--config",
+        str(REPO / "recipes/t5/ppo/config_ppo_learned.yaml"),
+        "--model_name_or_path",
+        str(policy_artifacts["t5"]),
+        "--dataset_name",
+        str(policy_artifacts["tokenized"]),
+        "--reward_model_path",
+        str(reward_models["t5"]),
+        "--output_dir",
+        str(out),
+        "--total_episodes",
+        "16",
+        "--per_device_train_batch_size",
+        "4",
+        "--gradient_accumulation_steps",
+        "1",
+        "--response_length",
+        "20",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+    ]
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    run = json.loads((out / "ppo_run.json").read_text())
+    assert run["world_size"] == 2 and len(run["log"]) == 2
+    assert (out / "training_curves.png").is_file()
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["method"] == "PPO-LoRA" and info["reward"] == str(reward_models["t5"])
+    model, _ = load_policy(out)
+    assert model is not None
