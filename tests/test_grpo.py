@@ -1,0 +1,163 @@
+"""GRPO (Shao et al. 2024, arXiv 2402.03300) of a LLaMA policy through TRL's GRPOTrainer: the recipe YAML,
+the prompts, the motion rewards as GRPO reward functions, the refusal of T5, and a 2-step LoRA run whose
+saved adapter loads with ``load_policy``."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+
+import datasets
+import pytest
+import torch
+from conftest import REPO, parse_recipe
+
+from motion_align.policy import load_policy
+from motion_align.rl_configs import MotionGRPOConfig
+from motion_align.trainers.grpo_setup import (
+    GRPO_RUN,
+    get_grpo_policy,
+    get_grpo_prompts,
+    get_reward_functions,
+    grpo_training_info,
+    save_grpo_result,
+)
+from motion_align.trainers.sopo_setup import load_motion_tokenizer
+from motion_align.vocab import MotionVocab
+
+RECIPE = "recipes/llama/grpo/config_grpo_lora.yaml"
+REWARD_NAMES = ["event_judge_reward", "retrieval_reward"]
+
+
+def grpo_config(artifacts, tmp_path, *flags: str) -> MotionGRPOConfig:
+    """The LLaMA GRPO recipe pointed at the test artifacts, plus flags."""
+    paths = {"model_name_or_path": "llama", "dataset_name": "tokenized", "retrieval_model": "retrieval"}
+    flags = [item for key, name in paths.items() for item in (f"--{key}", str(artifacts[name]))] + list(flags)
+    return parse_recipe(MotionGRPOConfig, RECIPE, "--output_dir", str(tmp_path / "grpo"), "--disable_tqdm",
+                        "true", *flags)  # fmt: skip
+
+
+def test_recipe_yaml_parses_with_the_published_settings():
+    config = parse_recipe(MotionGRPOConfig, RECIPE)
+    assert config.reward_functions == ["event_judge", "retrieval"]
+    assert (config.num_generations, config.per_device_train_batch_size, config.max_steps) == (4, 16, 100)
+    assert (config.beta, config.learning_rate, config.temperature, config.seed) == (0.05, 1e-4, 1.0, 2222)
+    assert (config.use_peft, config.lora_r, config.lora_alpha, config.lora_dropout) == (True, 8, 16, 0.05)
+    assert config.log_completions is False and config.save_steps == 50 and config.logging_steps == 5
+    assert config.generation_batch_size % config.num_generations == 0
+
+
+def test_prompts_end_with_the_start_token_and_carry_caption_and_events(policy_artifacts, tmp_path):
+    config = grpo_config(policy_artifacts, tmp_path)
+    _, tokenizer = load_policy(policy_artifacts["llama"])
+    som = MotionVocab.from_tokenizer(tokenizer).som
+    items = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"]
+    prompts = get_grpo_prompts(config, tokenizer)
+    expected = [(caption, events) for captions, events in zip(items["captions"], items["events"])
+                for caption in captions]  # fmt: skip
+    assert list(zip(prompts["caption"], prompts["events"])) == expected
+    assert all(p.endswith(som) and c.rstrip(".") in p for p, c in zip(prompts["prompt"], prompts["caption"]))
+    # whole clips carry their event spec; segment items (HumanML3D's timed sub-captions) have none
+    assert all(json.loads(e) for e in prompts["events"] if e) and "" in prompts["events"]
+
+    config.data_fraction = 0.5
+    half = get_grpo_prompts(config, tokenizer)
+    assert len(half) == round(len(expected) / 2) and set(half["caption"]) <= set(prompts["caption"])
+
+    items.remove_columns("events").save_to_disk(str(tmp_path / "no_events"))
+    config.dataset_name = str(tmp_path / "no_events")
+    with pytest.raises(ValueError, match=r"no_events.*missing \['events'\]"):
+        get_grpo_prompts(config, tokenizer)
+
+
+def test_reward_functions_score_motions_and_give_0_to_text(policy_artifacts, tmp_path):
+    config = grpo_config(policy_artifacts, tmp_path)
+    _, tokenizer = load_policy(policy_artifacts["llama"])
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    rewards = get_reward_functions(config, tokenizer, load_motion_tokenizer(config))
+    assert [reward.__name__ for reward in rewards] == REWARD_NAMES
+
+    item = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"][0]
+    motion = vocab.codes_to_string(item["codes"]).removeprefix(vocab.som)  # codes, end token
+    completions = [motion, "a person walks forward.", ""]
+    captions, events = [item["captions"][0]] * 3, [item["events"]] * 3
+    for reward in rewards:
+        scores = reward(prompts=["p"] * 3, completions=completions, caption=captions, events=events)
+        assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
+        assert 0.0 <= scores[0] <= 1.0 and scores[1:] == [0.0, 0.0]
+    # a caption without an event spec (HumanML3D): the event judge abstains, the retrieval model scores it
+    judge, retrieval = rewards
+    assert judge(prompts=["p"], completions=[motion], caption=captions[:1], events=[""]) == [None]
+    assert retrieval(prompts=["p"], completions=[motion], caption=captions[:1], events=[""])[0] is not None
+
+
+def test_t5_policy_is_refused(policy_artifacts, tmp_path):
+    config = grpo_config(policy_artifacts, tmp_path, "--model_name_or_path", str(policy_artifacts["t5"]))
+    with pytest.raises(ValueError, match=r"t5.*GRPOTrainer is decoder-only.*recipes/ppo\.py"):
+        get_grpo_policy(config)
+
+
+def test_grpo_lora_trains_the_adapter_only_and_saves_a_loadable_policy(policy_artifacts, tmp_path):
+    from trl import GRPOTrainer
+
+    # one prompt of 8 completions per step; up to 52 tokens, so that a group holds valid and invalid motions
+    flags = "--per_device_train_batch_size 8 --num_generations 8 --max_steps 2 --logging_steps 1"
+    config = grpo_config(policy_artifacts, tmp_path, *flags.split(), "--save_strategy", "no")
+    model, tokenizer, peft_config = get_grpo_policy(config)
+    rewards = get_reward_functions(config, tokenizer, load_motion_tokenizer(config))
+    items = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"]
+    fitted = {captions[0] for captions in items["captions"][:6]}  # the captions the fixture fitted it on
+    prompts = get_grpo_prompts(config, tokenizer).filter(lambda row: row["caption"] in fitted)
+    base = {name: (p, p.detach().clone()) for name, p in model.named_parameters()}
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=config, train_dataset=prompts,
+                          processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+    trainable = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)
+
+    result = trainer.train()
+
+    params = dict(trainer.model.named_parameters())
+    assert all(not torch.equal(params[n], before) for n, before in trainable.items())
+    in_model = {id(p) for p in params.values()}
+    assert all(id(p) in in_model and torch.equal(p, before) for p, before in base.values())  # bit-identical
+    logs = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert len(logs) == 2 and any(entry["reward_std"] > 0 for entry in logs)
+    for entry in logs:
+        for name in REWARD_NAMES:
+            assert 0.0 <= entry[f"rewards/{name}/mean"] <= 1.0
+
+    info = grpo_training_info(config, len(prompts))
+    out = save_grpo_result(trainer, config, tokenizer, info, result.metrics)
+    saved = json.loads((out / "training_info.json").read_text())
+    assert saved["method"] == "GRPO-LoRA" and saved["hyperparameters"]["num_generations"] == 8
+    assert len(json.loads((out / GRPO_RUN).read_text())["rewards"]) == 2
+    _, aligned_tokenizer = load_policy(out)
+    assert MotionVocab.from_tokenizer(aligned_tokenizer) == MotionVocab.from_tokenizer(tokenizer)
+    assert load_motion_tokenizer(grpo_config(policy_artifacts, tmp_path, "--model_name_or_path", str(out)))
+
+
+def run_recipe(monkeypatch, *flags: str) -> None:
+    """``accelerate launch recipes/grpo.py --config <recipe> flags`` in this process (one process)."""
+    monkeypatch.setattr(sys, "argv", ["recipes/grpo.py", "--config", str(REPO / RECIPE), *flags])
+    runpy.run_path(str(REPO / "recipes/grpo.py"), run_name="__main__")
+
+
+def test_recipe_script_checkpoints_resumes_and_explains_missing_inputs(
+    policy_artifacts, tmp_path, monkeypatch
+):
+    out = tmp_path / "recipe"
+    flags = ["--model_name_or_path", str(policy_artifacts["llama"]), "--dataset_name",
+             str(policy_artifacts["tokenized"]), "--retrieval_model", str(policy_artifacts["retrieval"]),
+             "--output_dir", str(out), "--per_device_train_batch_size", "4", "--num_generations", "4",
+             "--max_completion_length", "20", "--save_steps", "1", "--disable_tqdm", "true"]  # fmt: skip
+    run_recipe(monkeypatch, *flags, "--max_steps", "1")
+    for folder in (out, out / "checkpoint-1"):  # every checkpoint is a loadable policy folder too
+        assert {"motion_vocab.json", "motion_tokenizer.json"} <= {p.name for p in folder.iterdir()}
+        load_policy(folder)
+    run_recipe(monkeypatch, *flags, "--max_steps", "2", "--resume_from_checkpoint", "latest")
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+    assert (out / "checkpoint-2").is_dir() and json.loads((out / GRPO_RUN).read_text())["world_size"] == 1
+
+    with pytest.raises(SystemExit, match=r"grpo\.py: error: policy .*nowhere. not found.*`make demo`"):
+        run_recipe(monkeypatch, *flags, "--model_name_or_path", str(tmp_path / "nowhere"))
