@@ -63,7 +63,8 @@ def test_prompts_end_with_the_start_token_and_carry_caption_and_events(policy_ar
 
     config.data_fraction = 0.5
     half = get_grpo_prompts(config, tokenizer)
-    assert len(half) == round(len(expected) / 2) and set(half["caption"]) <= set(prompts["caption"])
+    # half of the items (clips), as the SoPo and PPO recipes subsample, with all their captions
+    assert 0 < len(half) < len(expected) and set(half["caption"]) <= set(prompts["caption"])
 
     items.remove_columns("events").save_to_disk(str(tmp_path / "no_events"))
     config.dataset_name = str(tmp_path / "no_events")
@@ -132,6 +133,7 @@ def test_grpo_lora_trains_the_adapter_only_and_saves_a_loadable_policy(policy_ar
     saved = json.loads((out / "training_info.json").read_text())
     assert saved["method"] == "GRPO-LoRA" and saved["hyperparameters"]["num_generations"] == 8
     assert len(json.loads((out / GRPO_RUN).read_text())["rewards"]) == 2
+    assert (out / "training_curves.png").is_file()  # KL and rewards
     _, aligned_tokenizer = load_policy(out)
     assert MotionVocab.from_tokenizer(aligned_tokenizer) == MotionVocab.from_tokenizer(tokenizer)
     assert load_motion_tokenizer(grpo_config(policy_artifacts, tmp_path, "--model_name_or_path", str(out)))

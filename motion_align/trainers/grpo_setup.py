@@ -21,6 +21,7 @@ from typing import Any
 from transformers import set_seed
 
 from motion_align.lora import get_peft_config
+from motion_align.plots import plot_curves
 from motion_align.policy import load_policy, policy_family
 from motion_align.rewards.motion_rewards import EventJudgeReward, MotionReward, build_motion_reward
 from motion_align.trainers.dpo_setup import _missing_input, looks_local, save_aligned_policy, training_info
@@ -31,6 +32,7 @@ from motion_align.vocab import MotionVocab
 logger = logging.getLogger(__name__)
 
 GRPO_RUN = "grpo_run.json"
+CURVES_FILE = "training_curves.png"
 # Recipe fields the model card lists as hyper-parameters.
 GRPO_CARD_FIELDS = ("reward_functions", "reward_weights", "num_generations", "max_completion_length",
                     "temperature", "beta", "loss_type", "scale_rewards", "epsilon", "learning_rate",
@@ -148,4 +150,12 @@ def save_grpo_result(
         "rewards": [entry for entry in trainer.state.log_history if "reward" in entry],
     }
     (out / GRPO_RUN).write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
+    logs = [row for row in trainer.state.log_history if "kl" in row or "reward" in row]
+    if logs:  # KL to the reference, the summed reward and each reward function's mean
+        panels = ["kl", "reward", *(f"rewards/{name}/mean" for name in _reward_names(config))]
+        plot_curves(logs, out / CURVES_FILE, panels, title="GRPO")
     return out
+
+
+def _reward_names(config: Any) -> list[str]:
+    return [f"{name}_reward" for name in config.reward_functions]

@@ -6,9 +6,9 @@ model.base_model_prefix)`` + ``model.score`` for the value and reward models. Qu
 start-of-motion token (:mod:`motion_align.causal_view`), so the loop stays TRL's and only those
 interfaces are given:
 
-- the policy: a LLaMA policy as it is (with ``peft_config``, TRL wraps it and its reference is the policy
-  with the adapter disabled); a T5 policy through :class:`~motion_align.causal_view.EncoderDecoderAsCausalLM`
-  (LoRA applied first; the reference is the same module with the adapter disabled: no second copy);
+- the policy: a LLaMA policy as it is, a T5 policy through
+  :class:`~motion_align.causal_view.EncoderDecoderAsCausalLM`; with LoRA the reference is the same
+  module with the adapter disabled (no second copy);
 - the value model: a :class:`~motion_align.rewards.reward_model.MotionRewardModel` (PPO reads its head at
   every response token);
 - the reward: a learned reward model (the score at the row's last token) or any
@@ -113,15 +113,15 @@ class PPOReward(nn.Module):
 
 
 class _AdapterDisabled(nn.Module):
-    """The reference policy: the T5 view with its LoRA adapter disabled (the same weights, no copy)."""
+    """The reference policy: the policy with its LoRA adapter disabled (the same weights, no copy)."""
 
-    def __init__(self, view: EncoderDecoderAsCausalLM) -> None:
+    def __init__(self, policy: nn.Module, peft_model: PeftModel) -> None:
         super().__init__()
-        self.view = view
+        self.policy, self.peft_model = policy, peft_model
 
     def forward(self, **kwargs: Any) -> Any:
-        with self.view.model.disable_adapter():
-            return self.view(**kwargs)
+        with self.peft_model.disable_adapter():
+            return self.policy(**kwargs)
 
 
 class MotionPPOTrainer(PPOTrainer):
@@ -154,22 +154,21 @@ class MotionPPOTrainer(PPOTrainer):
             reward_module = PPOReward.from_function(reward, processing_class, prompts, scale, shift)
         else:
             reward_module = PPOReward.learned(reward, scale, shift)
-        ref_model = None
-        if self.family == "t5":
-            if peft_config is not None:
-                model = get_peft_model(model, peft_config)
-                peft_config = None
-            policy = EncoderDecoderAsCausalLM(model, self.som_id)
-            if isinstance(model, PeftModel):
-                ref_model = _AdapterDisabled(policy)
-            else:
-                frozen = copy.deepcopy(model).eval().requires_grad_(False)
-                ref_model = EncoderDecoderAsCausalLM(frozen, self.som_id)
-            model = policy
+        # LoRA is applied here, not by TRL: TRL's adapter-disabled reference reads `model.policy` on the
+        # DDP-wrapped model, which fails with more than one process (trl 1.12)
+        if peft_config is not None:
+            model = get_peft_model(model, peft_config)
+        policy = EncoderDecoderAsCausalLM(model, self.som_id) if self.family == "t5" else model
+        if isinstance(model, PeftModel):
+            ref_model = _AdapterDisabled(policy, model)
+        elif self.family == "t5":
+            frozen = copy.deepcopy(model).eval().requires_grad_(False)
+            ref_model = EncoderDecoderAsCausalLM(frozen, self.som_id)
+        else:
+            ref_model = None  # TRL makes a frozen copy
         collator = QueryCollator(processing_class.pad_token_id)
-        super().__init__(args, processing_class, model, ref_model, reward_module, train_dataset, value_model,
-                         data_collator=collator, eval_dataset=eval_dataset, peft_config=peft_config,
-                         callbacks=callbacks)  # fmt: skip
+        super().__init__(args, processing_class, policy, ref_model, reward_module, train_dataset, value_model,
+                         data_collator=collator, eval_dataset=eval_dataset, callbacks=callbacks)  # fmt: skip
 
     def policy_model_for_saving(self) -> nn.Module:
         """The policy as ``load_policy`` reads it: the PEFT model (an adapter) or the full model."""
