@@ -6,6 +6,8 @@ function (the event judge, the retrieval score) on the decoded motions.
     accelerate launch recipes/ppo.py --config recipes/llama/ppo/config_ppo_learned.yaml
     # two processes on one CPU (gloo):
     accelerate launch --config_file accelerate_configs/multi_cpu.yaml recipes/ppo.py --config ...
+    # resume (the adapter, value model, optimizer and schedule of the checkpoint; updates left):
+    ... --save_strategy steps --save_steps 25   then   ... --resume_from_checkpoint latest
 
 Needs a reward model from recipes/reward_model.py (the value model starts from it, with a fresh head).
 Writes the adapter, tokenizer, motion_vocab.json, motion_tokenizer.json, training_info.json, ppo_run.json
@@ -45,7 +47,7 @@ def main() -> None:
     # Training
     trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     seconds = time.perf_counter() - start
 
     # Save

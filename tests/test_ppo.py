@@ -207,3 +207,31 @@ def test_ppo_recipe_on_two_processes_saves_a_loadable_adapter_and_curves(
     assert info["method"] == "PPO-LoRA" and info["reward"] == str(reward_models["t5"])
     model, _ = load_policy(out)
     assert model is not None
+
+
+def test_ppo_resumes_from_a_checkpoint_with_its_adapter_value_model_and_schedule(
+    policy_artifacts, reward_models, tmp_path
+):
+    def trainer_for(**kw):
+        config = ppo_config(policy_artifacts, reward_models, "t5", tmp_path, total_episodes=16,
+                            save_strategy="steps", save_steps=1, **kw)  # fmt: skip
+        model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
+        value = MotionRewardModel.from_pretrained(config.reward_model_path)
+        reward = MotionRewardModel.from_pretrained(config.reward_model_path)
+        prompts = get_prompt_dataset(config, tokenizer)
+        peft_config = get_peft_config(model, tokenizer)
+        return MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
+
+    first = trainer_for()
+    first.train()
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and (checkpoint / "value_model").is_dir()
+    second = trainer_for()
+    second._load_checkpoint(checkpoint)
+    saved = MotionRewardModel.from_pretrained(checkpoint / "value_model")
+    assert torch.equal(second.value_model.score.weight, saved.score.weight)
+    after_one = [row["lr"] for row in first.state.log_history if "lr" in row]
+    resumed = trainer_for()
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    lrs = [row["lr"] for row in resumed.state.log_history if "lr" in row]
+    assert len(lrs) == 1 and lrs[0] == pytest.approx(after_one[1])  # the one update left, on the schedule

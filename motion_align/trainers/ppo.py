@@ -23,10 +23,13 @@ off in every model (TRL's ``disable_dropout_in_model`` plus LLaMA's functional a
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel, get_peft_model
+from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 from trl.experimental.ppo import PPOTrainer
@@ -34,6 +37,7 @@ from trl.experimental.ppo import PPOTrainer
 from motion_align.causal_view import EncoderDecoderAsCausalLM, motion_boundary
 from motion_align.policy import policy_family, set_dropout
 from motion_align.rewards.motion_rewards import MotionReward
+from motion_align.training_state import find_checkpoint
 from motion_align.vocab import MotionVocab
 
 
@@ -169,6 +173,30 @@ class MotionPPOTrainer(PPOTrainer):
         collator = QueryCollator(processing_class.pad_token_id)
         super().__init__(args, processing_class, policy, ref_model, reward_module, train_dataset, value_model,
                          data_collator=collator, eval_dataset=eval_dataset, callbacks=callbacks)  # fmt: skip
+
+    def train(self, resume_from_checkpoint: str | None = None) -> None:
+        """TRL's PPO loop. ``resume_from_checkpoint`` (a ``checkpoint-N`` folder, or "latest" in
+        ``output_dir``) restores the policy (adapter), the value model, the optimizer and the learning-rate
+        schedule, and runs the updates left. TRL's loop has no resume of its own: its step and episode
+        counters restart at 0 in the logs, and prompts are drawn from the start of the seeded order again."""
+        if resume_from_checkpoint:
+            folder = find_checkpoint(self.args.output_dir, resume_from_checkpoint)
+            self.args.num_total_batches -= self._load_checkpoint(folder)
+        super().train()
+
+    def _load_checkpoint(self, folder: Path) -> int:
+        """Loads what :meth:`_save_checkpoint` wrote; returns the number of updates it had done."""
+        policy = self.policy_model_for_saving()
+        if isinstance(policy, PeftModel):
+            set_peft_model_state_dict(policy, load_file(folder / "adapter_model.safetensors"))
+        else:
+            policy.load_state_dict(type(policy).from_pretrained(folder).state_dict())
+        value = self.accelerator.unwrap_model(self.model).value_model
+        value.load_state_dict(type(value).from_pretrained(folder / "value_model").state_dict())
+        for name, target in (("optimizer.pt", self.optimizer), ("scheduler.pt", self.lr_scheduler)):
+            # written by the Trainer with torch.save; tensors and numbers only, so no pickled code runs
+            target.load_state_dict(torch.load(folder / name, map_location="cpu", weights_only=True))
+        return int(json.loads((folder / "trainer_state.json").read_text())["global_step"])
 
     def policy_model_for_saving(self) -> nn.Module:
         """The policy as ``load_policy`` reads it: the PEFT model (an adapter) or the full model."""
