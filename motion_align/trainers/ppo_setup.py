@@ -124,5 +124,5 @@ def save_ppo_result(trainer: Any, tokenizer: Any, config: Any, info: dict[str, A
     run = {"world_size": trainer.accelerator.num_processes, "train_seconds": round(seconds, 1), "log": logs}
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
     if logs:
-        plot_curves(logs, out / CURVES_FILE, CURVES, title=f"PPO: {info['reward']}")
+        plot_curves(logs, out / CURVES_FILE, CURVES, title=f"PPO, reward: {Path(info['reward']).name}")
     return out
