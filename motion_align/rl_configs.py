@@ -14,7 +14,7 @@ import torch
 from trl import GRPOConfig, RewardConfig
 from trl.experimental.ppo import PPOConfig
 
-from motion_align.rewards.motion_rewards import REWARD_FUNCTIONS
+from motion_align.rewards.motion_rewards import GRPO_REWARD_FUNCTIONS, REWARD_FUNCTIONS
 
 #: Longest motion completion: start token, 49 codes (196 frames), end token, eos.
 MAX_MOTION_TOKENS = 52
@@ -145,7 +145,10 @@ class MotionGRPOConfig(_LoraFields, GRPOConfig):
     output_dir: str | None = field(default="outputs/grpo", metadata={"help": "Where the adapter goes."})
     reward_functions: list[str] = field(
         default_factory=lambda: ["event_judge", "retrieval"],
-        metadata={"help": f"Rewards, summed with reward_weights: any of {REWARD_FUNCTIONS}."},
+        metadata={"help": f"Rewards, summed with reward_weights: any of {GRPO_REWARD_FUNCTIONS}."},
+    )
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "Reward model of the 'learned' reward (recipes/reward_model.py)."}
     )
     retrieval_model: str = field(
         default="outputs/demo/retrieval", metadata={"help": "Retrieval model of the 'retrieval' reward."}
@@ -159,8 +162,10 @@ class MotionGRPOConfig(_LoraFields, GRPOConfig):
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate."})
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.reward_functions if name not in REWARD_FUNCTIONS]
+        unknown = [name for name in self.reward_functions if name not in GRPO_REWARD_FUNCTIONS]
         if unknown or not self.reward_functions:
-            raise ValueError(f"reward_functions: some of {REWARD_FUNCTIONS}, not {self.reward_functions}")
+            raise ValueError(
+                f"reward_functions: some of {GRPO_REWARD_FUNCTIONS}, not {self.reward_functions}"
+            )
         _cpu_backend(self)
         super().__post_init__()

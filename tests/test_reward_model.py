@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from motion_align.causal_view import (
 from motion_align.data.preferences import save_preferences
 from motion_align.losses import bradley_terry_loss
 from motion_align.policy import format_prompt, load_policy
+from motion_align.rewards.motion_rewards import LearnedReward
 from motion_align.rewards.reward_model import MotionRewardModel
 from motion_align.rl_configs import MotionRewardConfig
 from motion_align.trainers.reward import DataCollatorForMotionReward, MotionRewardTrainer, pair_features
@@ -117,6 +119,18 @@ def test_reward_model_from_a_policy_keeps_its_backbone_and_reads_the_last_token(
     fresh = MotionRewardModel.from_pretrained(tmp_path)
     fresh.reset_head(seed=1)
     assert not torch.equal(fresh.score.weight, reward.score.weight)
+
+
+def test_the_learned_reward_as_a_reward_function_scores_what_the_model_scores(policy):
+    model, tokenizer = policy
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    reward = MotionRewardModel.from_policy(model, tokenizer, seed=0).eval()
+    captions, codes = ["a man walks.", "someone jumps twice.", "a man walks."], [[1, 2, 3], [4], [5, 6]]
+    scores = LearnedReward(tokenizer, reward, batch_size=2)(
+        captions, [vocab.codes_to_string(c) for c in codes]
+    )
+    expected = reward(**rows_for(tokenizer, captions, codes)[2]).logits[:, 0]
+    assert scores.shape == (3,) and np.allclose(scores, expected.detach().numpy(), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------- trainer

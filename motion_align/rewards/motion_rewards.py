@@ -29,8 +29,10 @@ from motion_align.data.events import Event
 from motion_align.generation import MAX_FRAMES, MIN_FRAMES, _decode_features
 from motion_align.vocab import MotionVocab
 
-#: Names the recipes accept for ``reward_functions``.
+#: Rewards on decoded motions (PPO's ``reward_function``).
 REWARD_FUNCTIONS = ("retrieval", "event_judge")
+#: GRPO's ``reward_functions``: those and the learned reward model's score.
+GRPO_REWARD_FUNCTIONS = (*REWARD_FUNCTIONS, "learned")
 
 
 def parse_events(spec: Any, where: str = "events") -> list[Event] | None:
@@ -136,8 +138,48 @@ class EventJudgeReward(MotionReward):
         return out
 
 
-def build_motion_reward(name: str, tokenizer: Any, motion_tokenizer: Any, retrieval_model: str | None = None):
-    """A reward by name (:data:`REWARD_FUNCTIONS`); ``retrieval`` loads the model at ``retrieval_model``."""
+class LearnedReward:
+    """The learned reward model's score (:mod:`motion_align.rewards.reward_model`) as a reward function of
+    captions and completions (motion strings starting with the start token); events are not used."""
+
+    name = "learned"
+    __name__ = "learned_reward"
+
+    def __init__(self, tokenizer: Any, reward_model: Any, batch_size: int = 64) -> None:
+        self.tokenizer, self.reward_model, self.batch_size = tokenizer, reward_model.eval(), batch_size
+        self.vocab = MotionVocab.from_tokenizer(tokenizer)
+
+    @torch.no_grad()
+    def __call__(self, captions: Sequence[str], completions: Sequence[str], events: Any = None) -> np.ndarray:
+        from motion_align.causal_view import pad_rows, query_ids, response_ids
+
+        device = next(self.reward_model.parameters()).device
+        out = []
+        for start in range(0, len(captions), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            queries = [query_ids(self.tokenizer, c, self.vocab) for c in captions[part]]
+            responses = [response_ids(self.tokenizer, m, self.vocab) for m in completions[part]]
+            batch = pad_rows(queries, responses, self.tokenizer.pad_token_id)
+            logits = self.reward_model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out.append(logits[:, 0].float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def build_motion_reward(
+    name: str,
+    tokenizer: Any,
+    motion_tokenizer: Any,
+    retrieval_model: str | None = None,
+    reward_model_path: str | None = None,
+):
+    """A reward by name (:data:`GRPO_REWARD_FUNCTIONS`); ``retrieval`` loads the model at
+    ``retrieval_model``, ``learned`` the reward model at ``reward_model_path``."""
+    if name == "learned":
+        if not reward_model_path:
+            raise ValueError("the learned reward needs a reward model: pass --reward_model_path")
+        from motion_align.rewards.reward_model import MotionRewardModel
+
+        return LearnedReward(tokenizer, MotionRewardModel.from_pretrained(reward_model_path))
     if name == "event_judge":
         return EventJudgeReward(tokenizer, motion_tokenizer)
     if name == "retrieval":
@@ -147,4 +189,4 @@ def build_motion_reward(name: str, tokenizer: Any, motion_tokenizer: Any, retrie
 
         model = TextMotionRetrieval.from_pretrained(retrieval_model).eval()
         return RetrievalReward(tokenizer, motion_tokenizer, model)
-    raise ValueError(f"unknown reward function {name!r}: expected one of {REWARD_FUNCTIONS}")
+    raise ValueError(f"unknown reward function {name!r}: expected one of {GRPO_REWARD_FUNCTIONS}")

@@ -111,16 +111,17 @@ class GRPOMotionReward:
 
 
 def get_reward_functions(config: Any, tokenizer: Any, motion_tokenizer: Any) -> list[GRPOMotionReward]:
-    """One :class:`GRPOMotionReward` per name in ``config.reward_functions`` (the ``retrieval`` one loads the
-    model at ``config.retrieval_model``); TRL sums them with ``config.reward_weights``."""
-    if "retrieval" in config.reward_functions and looks_local(config.retrieval_model):
-        if not Path(config.retrieval_model).is_dir():
-            raise _missing_input("retrieval model", config.retrieval_model, "--retrieval_model")
+    """One :class:`GRPOMotionReward` per name in ``config.reward_functions`` (``retrieval`` loads the model
+    at ``config.retrieval_model``, ``learned`` the one at ``config.reward_model_path``); TRL sums them with
+    ``config.reward_weights``."""
+    for name, path, flag in (("retrieval", config.retrieval_model, "--retrieval_model"),
+                             ("learned", config.reward_model_path, "--reward_model_path")):  # fmt: skip
+        if name in config.reward_functions and path and looks_local(path) and not Path(path).is_dir():
+            raise _missing_input(f"{name} reward model", path, flag)
     som = MotionVocab.from_tokenizer(tokenizer).som
-    return [
-        GRPOMotionReward(build_motion_reward(name, tokenizer, motion_tokenizer, config.retrieval_model), som)
-        for name in config.reward_functions
-    ]
+    rewards = [build_motion_reward(name, tokenizer, motion_tokenizer, config.retrieval_model,
+                                   config.reward_model_path) for name in config.reward_functions]  # fmt: skip
+    return [GRPOMotionReward(reward, som) for reward in rewards]
 
 
 def grpo_training_info(config: Any, rows: int) -> dict[str, Any]:
