@@ -19,6 +19,7 @@ hacking it (shared/DESIGN.md section 4).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,8 +50,9 @@ def parse_events(spec: Any, where: str = "events") -> list[Event] | None:
     return [e if isinstance(e, Event) else Event.from_dict(e) for e in spec]
 
 
-class MotionReward:
-    """Base class: ``reward(captions, completions, events=None) -> np.ndarray`` of shape (B,)."""
+class MotionReward(ABC):
+    """Base class: ``reward(captions, completions, events=None) -> np.ndarray`` of shape (B,); subclasses
+    say how a valid motion is scored (:meth:`score_valid`)."""
 
     name = "motion"
 
@@ -96,10 +98,11 @@ class MotionReward:
             )
         return scores
 
+    @abstractmethod
     def score_valid(
         self, captions: list[str], features: list[np.ndarray], events: list[Any] | None
     ) -> np.ndarray:
-        raise NotImplementedError
+        """Rewards (V,) of the valid motions (raw features) of ``captions``."""
 
 
 class RetrievalReward(MotionReward):
