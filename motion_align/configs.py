@@ -13,6 +13,16 @@ import torch
 from trl import DPOConfig, SFTConfig
 
 
+def cpu_backend(config) -> None:
+    """Without CUDA a multi-process launch runs gloo: ``use_cpu``, or under DeepSpeed (which ``use_cpu``
+    would drop) the gloo backend, without which accelerate sees one process."""
+    if not torch.cuda.is_available():
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            config.ddp_backend = config.ddp_backend or "gloo"
+        else:
+            config.use_cpu = True
+
+
 @dataclass
 class TokenizerTrainingConfig:
     """Training the VQ-VAE motion tokenizer on a HumanML3D folder."""
@@ -331,12 +341,7 @@ class MotionDPOConfig(DPOConfig):
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.load_in_4bit and not self.use_peft:
             raise ValueError("load_in_4bit trains a LoRA adapter on a frozen 4-bit base: set use_peft=true")
-        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-        if not torch.cuda.is_available():  # CPU: a multi-process launch runs gloo
-            if deepspeed:  # use_cpu would drop DeepSpeed; without a backend accelerate sees one process
-                self.ddp_backend = self.ddp_backend or "gloo"
-            else:
-                self.use_cpu = True
+        cpu_backend(self)
         super().__post_init__()
 
 

@@ -98,12 +98,17 @@ class GeneratedMotion:
     @property
     def valid(self) -> bool:
         """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
-        return not self.problems and MIN_FRAMES <= self.num_frames <= MAX_FRAMES
+        return usable_motion(self.problems, self.features)
 
     @property
     def joints(self) -> np.ndarray | None:
         """Joint positions (T, 22, 3) recovered from the features; None when there are none."""
         return None if self.features is None else joints_from_features(self.features)
+
+
+def usable_motion(problems: Sequence[str], features: np.ndarray | None) -> bool:
+    """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
+    return not problems and features is not None and MIN_FRAMES <= len(features) <= MAX_FRAMES
 
 
 def _encode_prompts(tokenizer: Any, captions: Sequence[str], family: str) -> dict[str, torch.Tensor]:

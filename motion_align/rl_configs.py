@@ -7,26 +7,16 @@ tokenizer, prompts, reward) and the LoRA knobs the DPO recipes use too.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-import torch
 from trl import GRPOConfig, RewardConfig
 from trl.experimental.ppo import PPOConfig
 
+from motion_align.configs import cpu_backend
 from motion_align.rewards.motion_rewards import GRPO_REWARD_FUNCTIONS, REWARD_FUNCTIONS
 
 #: Longest motion completion: start token, 49 codes (196 frames), end token, eos.
 MAX_MOTION_TOKENS = 52
-
-
-def _cpu_backend(config) -> None:
-    """Without CUDA: ``use_cpu`` (multi-process launches run gloo), or gloo under DeepSpeed (as for DPO)."""
-    if not torch.cuda.is_available():
-        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-            config.ddp_backend = config.ddp_backend or "gloo"
-        else:
-            config.use_cpu = True
 
 
 @dataclass
@@ -74,7 +64,7 @@ class MotionRewardConfig(_CpuDefaults, RewardConfig):
     def __post_init__(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        _cpu_backend(self)
+        cpu_backend(self)
         super().__post_init__()
 
 
@@ -123,7 +113,7 @@ class MotionPPOConfig(_LoraFields, PPOConfig):
             raise ValueError("reward_model_path is needed: the value model starts from the reward model")
         if self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
-        _cpu_backend(self)
+        cpu_backend(self)
         super().__post_init__()
 
 
@@ -167,5 +157,5 @@ class MotionGRPOConfig(_LoraFields, GRPOConfig):
             raise ValueError(
                 f"reward_functions: some of {GRPO_REWARD_FUNCTIONS}, not {self.reward_functions}"
             )
-        _cpu_backend(self)
+        cpu_backend(self)
         super().__post_init__()

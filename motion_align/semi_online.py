@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from motion_align.generation import (
-    MAX_FRAMES,
-    MIN_FRAMES,
     SamplingConfig,
     _decode_features,
     generate_token_rows,
+    usable_motion,
 )
 from motion_align.rewards.retrieval import unit_score
 from motion_align.vocab import MotionVocab
@@ -147,10 +146,7 @@ class CandidateSampler:
         codes = [d.codes for d in decoded] + [list(c) for c in real_codes or []]
         features = _decode_features(self.motion_tokenizer, codes)
         candidates, reals = features[: b * k], features[b * k :]
-        valid = np.array(
-            [not d.problems and f is not None and MIN_FRAMES <= len(f) <= MAX_FRAMES
-             for d, f in zip(decoded, candidates)]
-        )  # fmt: skip
+        valid = np.array([usable_motion(d.problems, f) for d, f in zip(decoded, candidates)])
         seconds["decode"] = time.perf_counter() - start
 
         start = time.perf_counter()

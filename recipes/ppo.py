@@ -22,9 +22,9 @@ import torch.distributed as dist
 from trl import TrlParser
 
 from motion_align.rl_configs import MotionPPOConfig
+from motion_align.trainers.dpo_setup import get_dpo_policy
 from motion_align.trainers.ppo import MotionPPOTrainer
 from motion_align.trainers.ppo_setup import (
-    get_ppo_policy,
     get_prompt_dataset,
     get_reward_and_value,
     ppo_training_info,
@@ -39,7 +39,7 @@ def main() -> None:
     (config,) = TrlParser((MotionPPOConfig,)).parse_args_and_config()
 
     # Models and prompts
-    model, tokenizer, peft_config = get_ppo_policy(config)
+    model, tokenizer, peft_config = get_dpo_policy(config)
     reward, value = get_reward_and_value(config, tokenizer)
     prompts = get_prompt_dataset(config, tokenizer)
     logger.info("%d prompts; reward: %s", len(prompts), config.reward_function or config.reward_model_path)

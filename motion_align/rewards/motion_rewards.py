@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from motion_align.data.events import Event
-from motion_align.generation import MAX_FRAMES, MIN_FRAMES, _decode_features
+from motion_align.generation import _decode_features, usable_motion
 from motion_align.vocab import MotionVocab
 
 #: Rewards on decoded motions (PPO's ``reward_function``).
@@ -73,10 +73,7 @@ class MotionReward(ABC):
         """Raw features (4N, 263) of each completion (None where there are no codes) and which are valid."""
         decoded = self.vocab.batch_decode(list(completions), self.tokenizer)
         features = _decode_features(self.motion_tokenizer, [d.codes for d in decoded])
-        valid = np.array(
-            [not d.problems and f is not None and MIN_FRAMES <= len(f) <= MAX_FRAMES
-             for d, f in zip(decoded, features)], dtype=bool,
-        )  # fmt: skip
+        valid = np.array([usable_motion(d.problems, f) for d, f in zip(decoded, features)], dtype=bool)
         return features, valid
 
     @torch.no_grad()

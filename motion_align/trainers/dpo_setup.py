@@ -64,17 +64,17 @@ def _missing_input(what: str, path: str, flag: str) -> FileNotFoundError:
 
 
 def get_dpo_policy(config: Any) -> tuple[Any, Any, Any]:
-    """(policy, text tokenizer, LoRA config or None) for a :class:`~motion_align.configs.MotionDPOConfig`.
+    """(policy, text tokenizer, LoRA config or None) for an alignment config (DPO, SoPo, PPO, GRPO).
 
-    The policy is loaded with dropout off; ``load_in_4bit`` loads its weights in 4 bits through
-    bitsandbytes (QLoRA; bitsandbytes also runs on CPU).
+    The policy is loaded with dropout off; ``load_in_4bit`` (DPO's configs) loads its weights in 4 bits
+    through bitsandbytes (QLoRA; bitsandbytes also runs on CPU).
     """
     name = config.model_name_or_path
     if looks_local(name) and not Path(name).is_dir():
         raise _missing_input("policy", name, "--model_name_or_path")
     set_seed(config.seed)
     kwargs: dict[str, Any] = {}
-    if config.load_in_4bit:
+    if getattr(config, "load_in_4bit", False):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -107,9 +107,7 @@ def get_preference_datasets(config: Any, rows: Any = to_trainer_rows) -> dict[st
 
 def training_info(config: Any, rows: int) -> dict[str, Any]:
     """What the model card states: base, motion tokenizer, data, recipe, hyper-parameters, command."""
-    motion_tokenizer = config.motion_tokenizer
-    if motion_tokenizer is None and Path(config.model_name_or_path, MOTION_TOKENIZER_FILE).is_file():
-        motion_tokenizer = _recorded_motion_tokenizer(Path(config.model_name_or_path))
+    motion_tokenizer = motion_tokenizer_name(config)
     argv = sys.argv[1:]
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     adapter = (
@@ -129,6 +127,13 @@ def training_info(config: Any, rows: int) -> dict[str, Any]:
         "hyperparameters": {k: getattr(config, k) for k in CARD_FIELDS if hasattr(config, k)},
         "command": "accelerate launch recipes/dpo_ipo.py " + " ".join(sys.argv[1:]),
     }
+
+
+def motion_tokenizer_name(config: Any) -> str | None:
+    """``config.motion_tokenizer``, or the one the policy folder records (None when neither says)."""
+    if config.motion_tokenizer is None and Path(config.model_name_or_path, MOTION_TOKENIZER_FILE).is_file():
+        return _recorded_motion_tokenizer(Path(config.model_name_or_path))
+    return config.motion_tokenizer
 
 
 def _absolute_if_local(name: str) -> str:

@@ -18,13 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import set_seed
-
-from motion_align.lora import get_peft_config
 from motion_align.plots import plot_curves
-from motion_align.policy import load_policy, policy_family
+from motion_align.policy import policy_family
 from motion_align.rewards.motion_rewards import EventJudgeReward, MotionReward, build_motion_reward
-from motion_align.trainers.dpo_setup import _missing_input, looks_local, save_aligned_policy, training_info
+from motion_align.trainers.dpo_setup import (
+    _missing_input,
+    get_dpo_policy,
+    looks_local,
+    save_aligned_policy,
+    training_info,
+)
 from motion_align.trainers.ppo_setup import prompt_rows
 from motion_align.trainers.sopo_setup import load_tokenized_items
 from motion_align.vocab import MotionVocab
@@ -44,19 +47,13 @@ GRPO_CARD_FIELDS = ("reward_functions", "reward_weights", "num_generations", "ma
 def get_grpo_policy(config: Any) -> tuple[Any, Any, Any]:
     """(policy, text tokenizer, LoRA config or None) for a :class:`~motion_align.rl_configs.MotionGRPOConfig`;
     the policy is loaded with dropout off and must be decoder-only."""
-    name = config.model_name_or_path
-    if looks_local(name) and not Path(name).is_dir():
-        raise _missing_input("policy", name, "--model_name_or_path")
-    set_seed(config.seed)
-    model, tokenizer = load_policy(name, dropout=0.0)
+    model, tokenizer, peft_config = get_dpo_policy(config)
     if policy_family(model) == "t5":
         raise ValueError(
-            f"{name} is a T5 (encoder-decoder) policy, but TRL's GRPOTrainer is decoder-only: align it with "
-            "recipes/ppo.py, or pass a LLaMA-family policy as --model_name_or_path"
+            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's GRPOTrainer is "
+            "decoder-only: align it with recipes/ppo.py, or pass a LLaMA-family policy as "
+            "--model_name_or_path"
         )
-    peft_config = None
-    if config.use_peft:
-        peft_config = get_peft_config(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout)
     return model, tokenizer, peft_config
 
 

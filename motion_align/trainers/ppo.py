@@ -32,6 +32,7 @@ from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.experimental.ppo import PPOTrainer
 
 from motion_align.causal_view import EncoderDecoderAsCausalLM, motion_boundary
@@ -73,7 +74,6 @@ class _MotionScores(nn.Module):
     def __init__(self, reward: MotionReward, som_id: int, prompts: dict[tuple[int, ...], tuple[str, Any]]):
         super().__init__()
         self.reward, self.som_id, self.prompts = reward, som_id, prompts
-        self.register_buffer("_device", torch.zeros(0), persistent=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> BaseModelOutput:
         s = motion_boundary(input_ids, self.som_id)
@@ -142,10 +142,9 @@ class MotionPPOTrainer(PPOTrainer):
         eval_dataset: Any = None,
         peft_config: Any = None,
         callbacks: Any = None,
-        reward_prompts: list[Any] | None = None,
     ) -> None:
-        """``reward``: a MotionRewardModel or a MotionReward (which needs the prompt rows: ``train_dataset``
-        and ``eval_dataset`` unless ``reward_prompts`` are given)."""
+        """``reward``: a MotionRewardModel, or a MotionReward (which finds each query's caption and event
+        spec in the rows of ``train_dataset`` and ``eval_dataset``)."""
         if "input_ids" not in train_dataset.column_names:
             raise ValueError("the PPO prompt dataset needs 'input_ids' (queries ending in <som>)")
         set_dropout(model, 0.0)
@@ -154,7 +153,7 @@ class MotionPPOTrainer(PPOTrainer):
         eval_dataset = eval_dataset or train_dataset.select(range(min(len(train_dataset), 8)))
         scale, shift = getattr(args, "reward_scale", 1.0), getattr(args, "reward_shift", 0.0)
         if isinstance(reward, MotionReward):
-            prompts = reward_prompts or [train_dataset, eval_dataset]
+            prompts = [train_dataset, eval_dataset]
             reward_module = PPOReward.from_function(reward, processing_class, prompts, scale, shift)
         else:
             reward_module = PPOReward.learned(reward, scale, shift)
@@ -215,8 +214,6 @@ class MotionPPOTrainer(PPOTrainer):
         """TRL's checkpoint (policy, optimizer, scheduler, state) plus the value model, for resuming."""
         super()._save_checkpoint(model, trial)
         if self.accelerator.is_main_process:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
             folder = f"{self.args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             value = self.accelerator.unwrap_model(self.model).value_model
             value.save_pretrained(f"{folder}/value_model", safe_serialization=True)

@@ -9,15 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transformers import set_seed
-
 from motion_align.causal_view import query_ids
-from motion_align.lora import get_peft_config
 from motion_align.plots import plot_curves
-from motion_align.policy import format_prompt, load_policy
+from motion_align.policy import format_prompt
 from motion_align.rewards.motion_rewards import build_motion_reward
 from motion_align.rewards.reward_model import MotionRewardModel
-from motion_align.trainers.dpo_setup import TRAINING_INFO, _missing_input, describe_folder, looks_local
+from motion_align.trainers.dpo_setup import (
+    TRAINING_INFO,
+    _absolute_if_local,
+    _missing_input,
+    describe_folder,
+    looks_local,
+    motion_tokenizer_name,
+)
 from motion_align.trainers.sopo_setup import load_motion_tokenizer, load_tokenized_items
 from motion_align.vocab import MotionVocab
 
@@ -25,19 +29,6 @@ CURVES_FILE = "training_curves.png"
 RUN_FILE = "ppo_run.json"
 #: The panels of the curves PNG: KL to the reference, the reward, the value and policy losses.
 CURVES = ("objective/kl", "objective/scores", "loss/value_avg", "loss/policy_avg")
-
-
-def get_ppo_policy(config: Any) -> tuple[Any, Any, Any]:
-    """(policy with dropout off, text tokenizer, LoRA config or None)."""
-    name = config.model_name_or_path
-    if looks_local(name) and not Path(name).is_dir():
-        raise _missing_input("policy", name, "--model_name_or_path")
-    set_seed(config.seed)
-    model, tokenizer = load_policy(name, dropout=0.0)
-    peft_config = None
-    if config.use_peft:
-        peft_config = get_peft_config(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout)
-    return model, tokenizer, peft_config
 
 
 def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
@@ -92,17 +83,13 @@ def get_reward_and_value(config: Any, tokenizer: Any) -> tuple[Any, Any]:
 
 
 def ppo_training_info(config: Any, prompts: int) -> dict[str, Any]:
-    from motion_align.generation import _recorded_motion_tokenizer
-
-    base = config.model_name_or_path
-    motion_tokenizer = config.motion_tokenizer
-    if motion_tokenizer is None and Path(base, "motion_tokenizer.json").is_file():
-        motion_tokenizer = _recorded_motion_tokenizer(Path(base))
+    """What the model card states: base, motion tokenizer, prompts, reward, hyper-parameters, command."""
+    motion_tokenizer = motion_tokenizer_name(config)
     adapter = "LoRA" if config.use_peft else "full fine-tuning"
     return {
-        "base_model": str(Path(base).resolve()) if looks_local(base) else base,
+        "base_model": _absolute_if_local(config.model_name_or_path),
         "method": f"PPO-{adapter}",
-        "motion_tokenizer": str(motion_tokenizer) if motion_tokenizer else None,
+        "motion_tokenizer": _absolute_if_local(motion_tokenizer) if motion_tokenizer else None,
         "dataset": config.dataset_name,
         "prompts": prompts,
         "reward": config.reward_function or config.reward_model_path,

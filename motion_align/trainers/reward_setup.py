@@ -12,7 +12,7 @@ from transformers import set_seed
 from motion_align.plots import plot_curves
 from motion_align.policy import load_policy
 from motion_align.rewards.reward_model import MotionRewardModel
-from motion_align.trainers.dpo_setup import _missing_input, looks_local
+from motion_align.trainers.dpo_setup import _absolute_if_local, _missing_input, looks_local
 
 REPORT_FILE = "reward_report.json"
 CURVES_FILE = "training_curves.png"
@@ -54,8 +54,7 @@ def save_reward_model(trainer: Any, tokenizer: Any, config: Any, report: dict[st
     """The model (safetensors) and tokenizer, ``reward_report.json`` and the curves PNG (main process)."""
     out = Path(config.output_dir)
     tokenizer.save_pretrained(out)
-    base = config.model_name_or_path
-    info = {"base_model": str(Path(base).resolve()) if looks_local(base) else base,
+    info = {"base_model": _absolute_if_local(config.model_name_or_path),
             "dataset": config.dataset_name, "seed": config.seed,
             "use_margin": config.use_margin, "include_unsure": config.include_unsure,
             "neftune_noise_alpha": config.neftune_noise_alpha, **report}  # fmt: skip
