@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from trl import DPOConfig, SFTConfig
+from trl import DPOConfig, KTOConfig, SFTConfig
 
 
 def cpu_backend(config) -> None:
@@ -271,27 +271,20 @@ DEGREE_USES = ("none", "margin", "label_smoothing")
 
 
 @dataclass
-class MotionDPOConfig(DPOConfig):
-    """Preference alignment (DPO / IPO / hinge) of a saved policy: TRL's DPOConfig plus the data, LoRA and
-    degree-of-preference knobs.
+class _PreferenceRecipeFields:
+    """What the offline preference recipes (DPO / IPO / hinge, KTO) share beyond TRL's config: where the pairs
+    come from and how they are filtered and split, the LoRA knobs, the motion tokenizer of the model card,
+    and the defaults a CPU run needs (fp32, no gradient checkpointing, no pinned memory, no reporting).
 
-    Defaults follow the published study where it applies ("Exploring Text-to-Motion Generation with Human
-    Preference", github.com/THU-LYJ-Lab/InstructMotion: IPO, beta 0.1, LoRA r 8 / alpha 16 / dropout 0.05,
-    lr 1e-3 with cosine decay, a seeded 90/10 train/eval split) and differ from DPOConfig where a CPU run
-    needs it: fp32, no gradient checkpointing, no reporting.
+    Listed before TRL's config among the bases, so these defaults win over TRL's; the validation of
+    ``eval_fraction`` and :func:`cpu_backend` run before TRL's ``__post_init__``.
     """
 
-    model_name_or_path: str = field(
-        default="outputs/demo/policy-t5", metadata={"help": "The SFT policy to align (folder or Hub id)."}
-    )
     dataset_name: str = field(
         default="outputs/demo/preferences",
         metadata={
             "help": "Preference pairs: a jsonl/parquet file, a saved dataset folder, or a Hub dataset id."
         },
-    )
-    output_dir: str | None = field(
-        default="outputs/dpo", metadata={"help": "Where the adapter, checkpoints and run records go."}
     )
     dataset_split: str = field(
         default="train", metadata={"help": "Split to read from a DatasetDict or the Hub."}
@@ -307,6 +300,43 @@ class MotionDPOConfig(DPOConfig):
     )
     include_unsure: bool = field(default=True, metadata={"help": "Keep pairs labelled unsure."})
     data_fraction: float = field(default=1.0, metadata={"help": "Seeded share of the pairs to train on."})
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (False: full fine-tuning)."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    motion_tokenizer: str | None = field(
+        default=None, metadata={"help": "VQ-VAE for the model card; read from the policy folder when unset."}
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (fails on CPU)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches (GPU only)."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none by default."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        cpu_backend(self)
+        super().__post_init__()  # TRL's config, next in the method resolution order
+
+
+@dataclass
+class MotionDPOConfig(_PreferenceRecipeFields, DPOConfig):
+    """Preference alignment (DPO / IPO / hinge) of a saved policy: TRL's DPOConfig plus the data, LoRA and
+    degree-of-preference knobs.
+
+    Defaults follow the published study where it applies ("Exploring Text-to-Motion Generation with Human
+    Preference", github.com/THU-LYJ-Lab/InstructMotion: IPO, beta 0.1, LoRA r 8 / alpha 16 / dropout 0.05,
+    lr 1e-3 with cosine decay, a seeded 90/10 train/eval split) and differ from DPOConfig where a CPU run
+    needs it: fp32, no gradient checkpointing, no reporting.
+    """
+
+    model_name_or_path: str = field(
+        default="outputs/demo/policy-t5", metadata={"help": "The SFT policy to align (folder or Hub id)."}
+    )
+    output_dir: str | None = field(
+        default="outputs/dpo", metadata={"help": "Where the adapter, checkpoints and run records go."}
+    )
     degree_use: str = field(
         default="none",
         metadata={"help": "How a pair's degree enters the loss: none, margin or label_smoothing."},
@@ -315,34 +345,45 @@ class MotionDPOConfig(DPOConfig):
         default=0.1,
         metadata={"help": "Margin per degree point (much_better 3, better 2, slightly_better 1, unsure 0)."},
     )
-    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (False: full fine-tuning)."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     load_in_4bit: bool = field(
         default=False, metadata={"help": "QLoRA: load the base in 4 bits (bitsandbytes)."}
-    )
-    motion_tokenizer: str | None = field(
-        default=None, metadata={"help": "VQ-VAE for the model card; read from the policy folder when unset."}
     )
     loss_type: list[str] = field(default_factory=lambda: ["ipo"], metadata={"help": "ipo, sigmoid or hinge."})
     beta: float = field(default=0.1, metadata={"help": "beta of DPO / hinge; tau of IPO."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (fails on CPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches (GPU only)."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none by default."})
 
     def __post_init__(self) -> None:
         if self.degree_use not in DEGREE_USES:
             raise ValueError(f"degree_use must be one of {DEGREE_USES}, got {self.degree_use!r}")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.load_in_4bit and not self.use_peft:
             raise ValueError("load_in_4bit trains a LoRA adapter on a frozen 4-bit base: set use_peft=true")
-        cpu_backend(self)
         super().__post_init__()
+
+
+@dataclass
+class MotionKTOConfig(_PreferenceRecipeFields, KTOConfig):
+    """KTO (Kahneman-Tversky Optimization; Ethayarajh et al. 2024, arXiv 2402.01306) of a saved decoder-only
+    policy through TRL's ``KTOTrainer``: TRL's KTOConfig plus the data and LoRA knobs of
+    :class:`MotionDPOConfig`.
+
+    KTO learns from a binary signal per completion (desirable or not) instead of pairs; the recipe feeds it
+    the same judged pairs as DPO, each chosen motion a desirable example and each rejected motion an
+    undesirable one, so the two classes are equally frequent and ``desirable_weight`` =
+    ``undesirable_weight`` = 1 keeps lambda_D n_D / lambda_U n_U at 1, inside the [1, 4/3] the paper
+    recommends. The degree of preference has no place in the loss. TRL's KTOTrainer is causal-only: T5
+    policies are refused by ``recipes/kto.py``. Defaults differ from KTOConfig where a CPU run needs it
+    (fp32, no gradient checkpointing, no reporting) and in the learning rate: 1e-4, that of the LoRA
+    recipes, where KTOConfig has 1e-6.
+    """
+
+    model_name_or_path: str = field(
+        default="outputs/demo/policy-llama",
+        metadata={"help": "The decoder-only (LLaMA-family) SFT policy to align (folder or Hub id)."},
+    )
+    output_dir: str | None = field(
+        default="outputs/kto", metadata={"help": "Where the adapter, checkpoints and run records go."}
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate."})
 
 
 @dataclass

@@ -35,6 +35,8 @@ CARD_FIELDS = (
     "beta",
     "degree_use",
     "margin_scale",
+    "desirable_weight",
+    "undesirable_weight",
     "learning_rate",
     "lr_scheduler_type",
     "warmup_steps",
@@ -105,8 +107,9 @@ def get_preference_datasets(config: Any, rows: Any = to_trainer_rows) -> dict[st
     return {"train": rows(pairs), "eval": None}
 
 
-def training_info(config: Any, rows: int) -> dict[str, Any]:
-    """What the model card states: base, motion tokenizer, data, recipe, hyper-parameters, command."""
+def training_info(config: Any, rows: int, script: str = "recipes/dpo_ipo.py") -> dict[str, Any]:
+    """What the model card states: base, motion tokenizer, data, recipe, hyper-parameters, command (``script``
+    launched with this process's arguments)."""
     motion_tokenizer = motion_tokenizer_name(config)
     argv = sys.argv[1:]
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
@@ -119,14 +122,21 @@ def training_info(config: Any, rows: int) -> dict[str, Any]:
     )
     return {
         "base_model": _absolute_if_local(config.model_name_or_path),
-        "method": f"{config.loss_type[0].upper() if config.loss_type[0] != 'sigmoid' else 'DPO'}-{adapter}",
+        "method": f"{_method_name(config.loss_type)}-{adapter}",
         "motion_tokenizer": _absolute_if_local(motion_tokenizer) if motion_tokenizer else None,
         "dataset": config.dataset_name,
         "rows": rows,
         "recipe": recipe,
         "hyperparameters": {k: getattr(config, k) for k in CARD_FIELDS if hasattr(config, k)},
-        "command": "accelerate launch recipes/dpo_ipo.py " + " ".join(sys.argv[1:]),
+        "command": f"accelerate launch {script} " + " ".join(sys.argv[1:]),
     }
+
+
+def _method_name(loss_type: str | list[str]) -> str:
+    """The method a config's ``loss_type`` names: DPOConfig's is a list whose first loss names it (TRL calls
+    DPO's loss ``sigmoid``), KTOConfig's a single string (``kto``)."""
+    loss = loss_type if isinstance(loss_type, str) else loss_type[0]
+    return "DPO" if loss == "sigmoid" else loss.upper()
 
 
 def motion_tokenizer_name(config: Any) -> str | None:

@@ -1,0 +1,141 @@
+"""KTO (Kahneman-Tversky Optimization; Ethayarajh et al. 2024, arXiv 2402.01306) of a LLaMA-family policy from
+its SFT policy, on the judged preference pairs of the DPO recipes, through TRL's KTOTrainer.
+
+    accelerate launch recipes/kto.py --config recipes/llama/kto/config_kto_lora.yaml
+    # two processes on one CPU (gloo):
+    accelerate launch --config_file accelerate_configs/multi_cpu.yaml recipes/kto.py --config ...
+    # resume:  ... --resume_from_checkpoint outputs/kto-llama-kto_lora/checkpoint-50   (or: latest)
+    # push the adapter and its model card:  ... --push_to_hub true --hub_model_id you/motiongpt-kto-lora
+
+KTO needs no pairs, only completions marked desirable or undesirable: each pair gives one of each (chosen:
+desirable, rejected: undesirable), after the train/eval split, which is by pair as in the DPO recipe. The
+unpaired rows are shuffled with the run's seed: TRL 1.12's KTOTrainer reads its training rows in order
+(``train_sampling_strategy: sequential``, since its KL estimate pairs each completion with the prompt of its
+neighbour in a fixed batch) and its own unpairing puts every chosen motion before every rejected one, so
+unshuffled batches would hold one class only. A completion is the motion string (start token, codes, end
+token); TRL appends the text tokenizer's eos, as TRL's SFTTrainer and DPOTrainer do, so the ids a row is
+scored on are the SFT policy's: prompt ids, motion ids, one eos.
+
+TRL's KTOTrainer is decoder-only: T5 policies are refused (align them with recipes/dpo_ipo.py). With no
+arguments it aligns the demo's LLaMA SFT policy (outputs/demo/policy-llama) on the demo's judged pairs
+(outputs/demo/preferences) with KTO-LoRA. Writes the adapter, tokenizer, motion_vocab.json,
+motion_tokenizer.json, training_info.json and kto_run.json to <output_dir>, checkpoints next to them.
+"""
+
+import json
+import logging
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from trl import KTOTrainer, TrlParser
+from trl.data_utils import unpair_preference_dataset
+
+from motion_align.configs import MotionKTOConfig
+from motion_align.data.preferences import to_trainer_rows
+from motion_align.hub import card_info_from_folder, push_adapter
+from motion_align.policy import policy_family
+from motion_align.trainers.dpo import frozen_reference
+from motion_align.trainers.dpo_setup import (
+    AdapterCheckpointCallback,
+    get_dpo_policy,
+    get_preference_datasets,
+    save_aligned_policy,
+    training_info,
+)
+
+logger = logging.getLogger("kto")
+KTO_RUN = "kto_run.json"
+
+
+def get_kto_policy(config: MotionKTOConfig) -> tuple[Any, Any, Any]:
+    """(policy, text tokenizer, LoRA config or None), as for DPO; the policy must be decoder-only."""
+    model, tokenizer, peft_config = get_dpo_policy(config)
+    if policy_family(model) == "t5":
+        raise ValueError(
+            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's KTOTrainer is "
+            "decoder-only: align it with recipes/dpo_ipo.py, or pass a LLaMA-family policy as "
+            "--model_name_or_path"
+        )
+    return model, tokenizer, peft_config
+
+
+def kto_rows(pairs: Any, seed: int) -> Any:
+    """KTOTrainer rows of validated pairs: ``prompt`` (formatted caption), ``completion`` (motion string) and
+    ``label`` (True for the chosen motion, False for the rejected one), shuffled with ``seed``. The degree
+    of preference is dropped: KTO's loss has no place for it."""
+    rows = to_trainer_rows(pairs).remove_columns("degree")
+    return unpair_preference_dataset(rows).shuffle(seed=seed).flatten_indices()
+
+
+def get_kto_datasets(config: MotionKTOConfig) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` :func:`kto_rows` of the pairs that
+    :func:`~motion_align.trainers.dpo_setup.get_preference_datasets` selects and splits."""
+    return get_preference_datasets(config, rows=partial(kto_rows, seed=config.seed))
+
+
+def restore_lora_dropout(model: Any, p: float) -> None:
+    """Give LoRA back its dropout, which TRL's ``disable_dropout`` zeroes with every other dropout (the
+    policy's own dropout stays off; the reference, adapters disabled, never sees LoRA's)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout) and ".lora_dropout." in f"{name}.":
+            module.p = p
+
+
+def main() -> None:
+    # Logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (config,) = TrlParser((MotionKTOConfig,)).parse_args_and_config()
+    push, config.push_to_hub = config.push_to_hub, False  # pushed once at the end, with our model card
+    logger.info("world size %d, device %s, loss %s", config.world_size, config.device, config.loss_type)
+
+    # Model and tokenizer (full fine-tuning: the reference is a frozen copy of the starting policy)
+    model, tokenizer, peft_config = get_kto_policy(config)
+    full = peft_config is None and not config.precompute_ref_log_probs
+    ref_model = frozen_reference(model) if full else None
+
+    # Data: a desirable and an undesirable row per pair
+    data = get_kto_datasets(config)
+    logger.info("%d training rows, %s eval rows", len(data["train"]), data["eval"] and len(data["eval"]))
+
+    # Training
+    info = training_info(config, len(data["train"]), script="recipes/kto.py")
+    trainer = KTOTrainer(model, ref_model=ref_model, args=config, train_dataset=data["train"],
+                         eval_dataset=data["eval"], processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
+    if peft_config is not None and config.disable_dropout:
+        restore_lora_dropout(trainer.model, config.lora_dropout)
+    checkpoint = config.resume_from_checkpoint
+    result = trainer.train(resume_from_checkpoint=True if checkpoint in ("true", "latest") else checkpoint)
+    metrics = trainer.evaluate() if data["eval"] is not None else {}
+
+    # Save (every process: ZeRO-3 gathers the weights), and push
+    trainer.save_model(config.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.save_state()
+        card_metrics = ("eval_loss", "eval_kl", "eval_rewards")
+        info["metrics"] = {k: round(v, 4) for k, v in metrics.items() if k.startswith(card_metrics)}
+        out = save_aligned_policy(trainer, tokenizer, config, info)
+        run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
+        (Path(out) / KTO_RUN).write_text(json.dumps(run, indent=2) + "\n")
+        logger.info("saved the aligned policy to %s", out)
+        if push:
+            url = push_adapter(
+                out, config.hub_model_id, token=config.hub_token, card=card_info_from_folder(out)
+            )
+            logger.info("pushed to %s", url)
+
+    # Clean exit of every process
+    trainer.accelerator.wait_for_everyone()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FileNotFoundError as error:  # a missing policy or dataset: say how to make it, no traceback
+        sys.exit(f"recipes/kto.py: error: {error}")
