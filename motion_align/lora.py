@@ -170,6 +170,15 @@ def get_peft_config(
     )
 
 
+def restore_lora_dropout(model: nn.Module, p: float) -> None:
+    """Give LoRA back its dropout ``p``, which TRL's ``disable_dropout`` zeroes with every other dropout: it
+    acts on the adapter path only (zero at step 0, absent from the adapters-disabled reference), so the
+    published dropout 0.05 keeps while the policy's own dropout stays off."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Dropout) and ".lora_dropout." in f"{name}.":
+            module.p = p
+
+
 def trainable_parameter_report(peft_model: nn.Module) -> dict[str, Any]:
     """Trainable and total parameter counts, their share, and the trainable parameters grouped by kind.
 

@@ -7,14 +7,10 @@ its SFT policy, on the judged preference pairs of the DPO recipes, through TRL's
     # resume:  ... --resume_from_checkpoint outputs/kto-llama-kto_lora/checkpoint-50   (or: latest)
     # push the adapter and its model card:  ... --push_to_hub true --hub_model_id you/motiongpt-kto-lora
 
-KTO needs no pairs, only completions marked desirable or undesirable: each pair gives one of each (chosen:
-desirable, rejected: undesirable), after the train/eval split, which is by pair as in the DPO recipe. The
-unpaired rows are shuffled with the run's seed: TRL 1.12's KTOTrainer reads its training rows in order
-(``train_sampling_strategy: sequential``, since its KL estimate pairs each completion with the prompt of its
-neighbour in a fixed batch) and its own unpairing puts every chosen motion before every rejected one, so
-unshuffled batches would hold one class only. A completion is the motion string (start token, codes, end
-token); TRL appends the text tokenizer's eos, as TRL's SFTTrainer and DPOTrainer do, so the ids a row is
-scored on are the SFT policy's: prompt ids, motion ids, one eos.
+Each judged pair gives KTO a desirable row (the chosen motion) and an undesirable one (the rejected motion),
+shuffled with the run's seed (motion_align/trainers/kto_setup.py says why). A completion is the motion string
+(start token, codes, end token); TRL appends the text tokenizer's eos, as its SFT and DPO trainers do, so
+the ids a row is scored on are the SFT policy's: prompt ids, motion ids, one eos.
 
 TRL's KTOTrainer is decoder-only: T5 policies are refused (align them with recipes/dpo_ipo.py). With no
 arguments it aligns the demo's LLaMA SFT policy (outputs/demo/policy-llama) on the demo's judged pairs
@@ -25,64 +21,20 @@ motion_tokenizer.json, training_info.json and kto_run.json to <output_dir>, chec
 import json
 import logging
 import sys
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-import torch
 import torch.distributed as dist
 from trl import KTOTrainer, TrlParser
-from trl.data_utils import unpair_preference_dataset
 
 from motion_align.configs import MotionKTOConfig
-from motion_align.data.preferences import to_trainer_rows
 from motion_align.hub import card_info_from_folder, push_adapter
-from motion_align.policy import policy_family
+from motion_align.lora import restore_lora_dropout
 from motion_align.trainers.dpo import frozen_reference
-from motion_align.trainers.dpo_setup import (
-    AdapterCheckpointCallback,
-    get_dpo_policy,
-    get_preference_datasets,
-    save_aligned_policy,
-    training_info,
-)
+from motion_align.trainers.dpo_setup import AdapterCheckpointCallback, save_aligned_policy, training_info
+from motion_align.trainers.kto_setup import get_kto_datasets, get_kto_policy
 
 logger = logging.getLogger("kto")
 KTO_RUN = "kto_run.json"
-
-
-def get_kto_policy(config: MotionKTOConfig) -> tuple[Any, Any, Any]:
-    """(policy, text tokenizer, LoRA config or None), as for DPO; the policy must be decoder-only."""
-    model, tokenizer, peft_config = get_dpo_policy(config)
-    if policy_family(model) == "t5":
-        raise ValueError(
-            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's KTOTrainer is "
-            "decoder-only: align it with recipes/dpo_ipo.py, or pass a LLaMA-family policy as "
-            "--model_name_or_path"
-        )
-    return model, tokenizer, peft_config
-
-
-def kto_rows(pairs: Any, seed: int) -> Any:
-    """KTOTrainer rows of validated pairs: ``prompt`` (formatted caption), ``completion`` (motion string) and
-    ``label`` (True for the chosen motion, False for the rejected one), shuffled with ``seed``. The degree
-    of preference is dropped: KTO's loss has no place for it."""
-    rows = to_trainer_rows(pairs).remove_columns("degree")
-    return unpair_preference_dataset(rows).shuffle(seed=seed).flatten_indices()
-
-
-def get_kto_datasets(config: MotionKTOConfig) -> dict[str, Any]:
-    """``{"train": ..., "eval": ...}`` :func:`kto_rows` of the pairs that
-    :func:`~motion_align.trainers.dpo_setup.get_preference_datasets` selects and splits."""
-    return get_preference_datasets(config, rows=partial(kto_rows, seed=config.seed))
-
-
-def restore_lora_dropout(model: Any, p: float) -> None:
-    """Give LoRA back its dropout, which TRL's ``disable_dropout`` zeroes with every other dropout (the
-    policy's own dropout stays off; the reference, adapters disabled, never sees LoRA's)."""
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Dropout) and ".lora_dropout." in f"{name}.":
-            module.p = p
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad, selective_log_softmax, use_adapter
 
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS
+from motion_align.lora import restore_lora_dropout
 from motion_align.losses import LOSS_TYPES, preference_loss
 from motion_align.policy import load_policy, policy_family, set_dropout
 
@@ -154,7 +155,7 @@ class MotionDPOTrainer(DPOTrainer):
             kwargs["data_collator"] = self._default_collator(tokenizer, args)
         super().__init__(model, ref_model, args, **kwargs)
         if args.disable_dropout and peft_config is not None:
-            self._restore_lora_dropout(peft_config.lora_dropout)
+            restore_lora_dropout(self.model, peft_config.lora_dropout)
 
     def _default_collator(self, tokenizer: Any, args: Any) -> Any:
         if tokenizer.pad_token is None:
@@ -169,11 +170,6 @@ class MotionDPOTrainer(DPOTrainer):
                 pad_to_multiple_of=args.pad_to_multiple_of,
             )
         )
-
-    def _restore_lora_dropout(self, p: float) -> None:
-        for name, module in self.model.named_modules():
-            if isinstance(module, torch.nn.Dropout) and ".lora_dropout." in f"{name}.":
-                module.p = p
 
     # ----------------------------------------------------------------------------------------- data
 
