@@ -13,6 +13,7 @@ from trl import TrlParser
 from motion_align.configs import MotionDPOConfig, MotionKTOConfig, MotionSoPoConfig
 from motion_align.experiments.ablate import run_table
 from motion_align.experiments.plan import load_plan
+from motion_align.experiments.runs import Evaluations
 from motion_align.experiments.tables import check_orderings, seed_interval, verdict
 from motion_align.rl_configs import MotionPPOConfig, MotionRewardConfig
 
@@ -141,7 +142,13 @@ def test_a_table_trains_evaluates_and_reports_each_seed_once(tiny_demo, tmp_path
     for label in record["rows"]:
         r1 = record["rows"][label]["R@1"]
         assert r1["n"] == 2 and 0 <= r1["mean"] <= 1 and r1["ci95"] >= 0
-        cached = [out / "evals" / "all" / f"{plan.tables['lora'].rows[label]}-seed{s}.json" for s in (1, 2)]
+        cached = [
+            out
+            / "evals"
+            / f"all-{Evaluations(plan, tiny_demo, out).protocol_tag}"
+            / f"{plan.tables['lora'].rows[label]}-seed{s}.json"
+            for s in (1, 2)
+        ]
         measured = [json.loads(file.read_text())["values"]["R@1"] for file in cached]
         assert [values["R@1"] for values in record["per_seed"][label]] == measured
     assert len(record["orderings"]) == 1 and record["verdict"].split(":")[0] in (

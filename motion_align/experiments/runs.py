@@ -1,12 +1,13 @@
 """Training and evaluating the runs of an ablation plan, each once.
 
 A finished run leaves ``ablation_run.json`` in its folder, a finished evaluation its own JSON under
-``<out>/evals/<split>/``; both are written last, so an interrupted experiment starts again where it stopped
-(a half-trained folder is trained afresh).
+``<out>/evals/<split>-<protocol>/`` (a hash of the plan's evaluation settings); both are written last, so an
+interrupted experiment starts again where it stopped (a half-trained folder is trained afresh).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -72,6 +73,8 @@ class Evaluations:
         self._evaluator: Any = None
         self._judge: Any = None
         self._protocols: dict[tuple[str, int], Any] = {}
+        settings = json.dumps(plan.evaluation, sort_keys=True).encode()
+        self.protocol_tag = hashlib.sha256(settings).hexdigest()[:8]  # another protocol, another cache
 
     def _protocol(self, split: str, seed: int) -> Any:
         from motion_align.evaluation.protocol import Evaluation, ProtocolConfig
@@ -92,7 +95,7 @@ class Evaluations:
         from motion_align.evaluation.protocol import policy_generator
         from motion_align.generation import load_generator
 
-        cache = self.out / "evals" / split / f"{name}-seed{seed}.json"
+        cache = self.out / "evals" / f"{split}-{self.protocol_tag}" / f"{name}-seed{seed}.json"
         if cache.is_file():
             return json.loads(cache.read_text(encoding="utf-8"))["values"]
         protocol = self._protocol(split, seed)

@@ -150,10 +150,14 @@ def plot_table(record: dict[str, Any], out: Path) -> Path:
 
     columns = [c for c in record["columns"] if not c.endswith(" gap")]
     labels = list(record["rows"])
-    width = len(columns) * (1.2 + 0.45 * len(labels))
-    fig, axes = plt.subplots(1, len(columns), figsize=(width, 3.6), squeeze=False)
+    ncols = min(3, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    width = ncols * (1.4 + 0.45 * len(labels))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(columns) :]:
+        ax.set_visible(False)
     x = np.arange(len(labels))
-    for ax, column in zip(axes[0], columns):
+    for ax, column in zip(axes.flat, columns):
         means = [record["rows"][label][column]["mean"] for label in labels]
         errors = [np.nan_to_num(record["rows"][label][column]["ci95"]) for label in labels]
         ax.errorbar(x, means, yerr=errors, fmt="o", color="#1f5fa8", capsize=3)
