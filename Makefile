@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-slow lint format demo clean
+.PHONY: install test test-slow lint format demo ablations clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +24,20 @@ test-slow: install
 	$(BIN)/pytest -m slow -q
 
 lint: install
-	$(BIN)/ruff check motion_align tokenizer tests recipes benchmarks
-	$(BIN)/ruff format --check motion_align tokenizer tests recipes benchmarks
+	$(BIN)/ruff check motion_align tokenizer tests recipes benchmarks experiments
+	$(BIN)/ruff format --check motion_align tokenizer tests recipes benchmarks experiments
 
 format: install
-	$(BIN)/ruff format motion_align tokenizer tests recipes benchmarks
-	$(BIN)/ruff check --fix motion_align tokenizer tests recipes benchmarks
+	$(BIN)/ruff format motion_align tokenizer tests recipes benchmarks experiments
+	$(BIN)/ruff check --fix motion_align tokenizer tests recipes benchmarks experiments
 
 demo: install
 	$(BIN)/motion-align demo --out outputs/demo
+
+# docs/RESULTS.md's ablation tables, all of them (one table: `python experiments/ablations.py <table>`);
+# needs `make demo` and the demo's LLaMA policy (`motion-align demo --out outputs/demo --policy-family llama`)
+ablations: install
+	$(BIN)/python experiments/ablations.py all --demo outputs/demo --out outputs/ablations
 
 clean:
 	rm -rf outputs build *.egg-info .pytest_cache
