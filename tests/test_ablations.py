@@ -28,6 +28,7 @@ ISSUE_TABLES = {"methods", "losses", "lora", "data_fraction", "degrees", "beta",
 def test_the_plan_has_every_table_and_every_command_parses(tmp_path):
     plan = load_plan(PLAN)
     assert set(plan.tables) == ISSUE_TABLES and len(plan.seeds) >= 3
+    assert all(len(table.seeds or plan.seeds) >= 3 for table in plan.tables.values())
     assert plan.missing_files(list(plan.runs.values()), REPO) == []
     for run in plan.runs.values():
         if run.recipe is None:

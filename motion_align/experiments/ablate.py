@@ -43,7 +43,7 @@ def _check_inputs(plan: Plan, names: list[str], demo: Path) -> None:
 def run_table(plan: Plan, name: str, demo: Path, out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     """Trains, evaluates and writes one table; returns its record."""
     table = plan.tables[name]
-    seeds = seeds or plan.seeds
+    seeds = seeds or table.seeds or plan.seeds
     runs = plan.runs_for(table)
     if table.kind == "gains" and "sft" not in [r.name for r in runs]:
         runs.insert(0, plan.runs["sft"])

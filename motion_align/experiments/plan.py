@@ -68,6 +68,7 @@ class Table:
     published: Published
     kind: str = "metrics"
     splits: list[str] = field(default_factory=list)
+    seeds: list[int] | None = None  # None: the plan's
 
 
 @dataclass
@@ -174,6 +175,7 @@ def load_plan(path: str | Path) -> Plan:
             published=published,
             kind=spec.get("kind", "metrics"),
             splits=list(spec.get("splits", [])),
+            seeds=spec.get("seeds"),
         )
         if table.kind not in TABLE_KINDS:
             raise ValueError(f"{path}: tables.{name}.kind must be one of {TABLE_KINDS}, got {table.kind!r}")
