@@ -2,9 +2,13 @@
 markdown and a PNG.
 
 The interval is Student's t over the seeds, ``t(0.975, n-1) * s / sqrt(n)`` with the sample standard
-deviation: with 3 seeds it is 4.30 standard errors wide, not 1.96. An ordering "A > B" holds when A's mean
-is better; it holds beyond the interval when the per-seed differences (A and B of the same seed share the
-evaluation prompts and sampling seeds) have an interval that excludes 0.
+deviation: with 3 seeds it is 4.30 standard errors wide, not 1.96. A published ordering "A > B" is judged on
+the per-seed differences A - B (A and B of the same seed share the evaluation prompts and sampling seeds):
+
+- **reproduced**: their interval excludes 0 on A's side;
+- **contradicted**: it excludes 0 on B's side;
+- **unresolved**: it contains 0; the mean still leans one way, which the table says, but that is not a
+  finding.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ def better(metric: str, a: float, b: float) -> bool:
 
 
 def check_orderings(table: Table, per_seed: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
-    """Each published ordering on each of its metrics: whether the means keep it, and whether the paired
-    per-seed differences keep it beyond their interval."""
+    """Each published ordering on each of its metrics: the paired per-seed difference, whether its mean leans
+    the published way (``holds``), and the outcome (reproduced, contradicted or unresolved)."""
     checks = []
     for first, second in table.published.pairs():
         for metric in table.published.metrics:
@@ -49,19 +53,30 @@ def check_orderings(table: Table, per_seed: dict[str, list[dict[str, float]]]) -
             diff = seed_interval([x - y for x, y in zip(a, b, strict=True)])
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
             holds = sign * diff["mean"] > 0
-            clear = holds and not math.isnan(diff["ci95"]) and sign * diff["mean"] > diff["ci95"]
+            clear = not math.isnan(diff["ci95"]) and abs(diff["mean"]) > diff["ci95"]
+            outcome = ("reproduced" if holds else "contradicted") if clear else "unresolved"
             checks.append({"ordering": f"{first} > {second}", "metric": metric, "difference": diff,
-                           "holds": holds, "beyond_interval": clear})  # fmt: skip
+                           "holds": holds, "outcome": outcome})  # fmt: skip
     return checks
 
 
 def verdict(checks: Sequence[dict[str, Any]]) -> str:
     if not checks:
         return "no published ordering to check"
-    held = sum(c["holds"] for c in checks)
-    clear = sum(c["beyond_interval"] for c in checks)
-    word = "reproduces" if held == len(checks) else "does not reproduce" if held == 0 else "partly reproduces"
-    return f"{word}: {held} of {len(checks)} orderings hold ({clear} beyond the interval)"
+    counts = {name: sum(c["outcome"] == name for c in checks) for name in ("reproduced", "contradicted")}
+    if counts["contradicted"]:
+        word = "does not reproduce"
+    elif counts["reproduced"] == len(checks):
+        word = "reproduces"
+    elif counts["reproduced"]:
+        word = "partly reproduces"
+    else:
+        word = "not resolved at this budget"
+    leaning = sum(c["holds"] and c["outcome"] == "unresolved" for c in checks)
+    found = (
+        f"{counts['reproduced']} reproduced, {counts['contradicted']} contradicted beyond the 95% interval"
+    )
+    return f"{word}: of {len(checks)} orderings, {found}; {leaning} of the rest lean the published way"
 
 
 def _cell(summary: dict[str, float], metric: str) -> str:
@@ -128,13 +143,8 @@ def table_markdown(record: dict[str, Any]) -> str:
               f"{published['claim']}."]  # fmt: skip
     for check in record["orderings"]:
         diff = check["difference"]
-        state = (
-            "holds beyond the interval"
-            if check["beyond_interval"]
-            else "holds"
-            if check["holds"]
-            else "fails"
-        )
+        lean = "leans the published way" if check["holds"] else "leans the other way"
+        state = check["outcome"] if check["outcome"] != "unresolved" else f"unresolved, {lean}"
         lines.append(f"- {check['ordering']} on {check['metric']}: {state} (difference "
                      f"{diff['mean']:+.3f} ± {diff['ci95']:.3f})")  # fmt: skip
     lines.append(f"- **{record['verdict']}**")
