@@ -114,6 +114,7 @@ def summarise_table(table: Table, per_seed: dict[str, list[dict[str, float]]],
                            for k, vs in per_seed.items()}  # fmt: skip
     checks = check_orderings(table, ordering_values)
     return {"title": table.title, "kind": table.kind, "columns": _columns(table, with_gaps=True),
+            "metrics": list(table.metrics), "splits": list(table.splits),
             "rows": rows, "seconds": seconds, "seeds": len(next(iter(per_seed.values()))),
             "published": vars(table.published), "orderings": checks, "verdict": verdict(checks)}  # fmt: skip
 
@@ -127,6 +128,24 @@ def _columns(table: Table, with_gaps: bool = False) -> list[str]:
     return columns
 
 
+def _split_lines(record: dict[str, Any]) -> list[str]:
+    """A split table as two: each row on each split, then each row's gap (second split minus first)."""
+    metrics, (first, second) = record["metrics"], record["splits"]
+    lines = ["| | split | " + " | ".join(metrics) + " |", "|---|---|" + "---:|" * len(metrics)]
+    for label, cells in record["rows"].items():
+        for split in (first, second):
+            values = " | ".join(_cell(cells[f"{m}@{split}"], m) for m in metrics)
+            lines.append(f"| {label} | {split} | {values} |")
+    lines += [
+        "",
+        f"| {second} minus {first} | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for label, cells in record["rows"].items():
+        lines.append(f"| {label} | " + " | ".join(_cell(cells[f"{m} gap"], m) for m in metrics) + " |")
+    return lines
+
+
 def table_markdown(record: dict[str, Any]) -> str:
     """The table, the published claim and which of its orderings the measured means keep."""
     columns = record["columns"]
@@ -138,6 +157,8 @@ def table_markdown(record: dict[str, Any]) -> str:
         seconds = record["seconds"].get(label)
         time_cell = "-" if seconds is None else f"{seconds:.0f}"
         lines.append(f"| {label} | " + " | ".join(_cell(cells[c], c) for c in columns) + f" | {time_cell} |")
+    if record["kind"] == "splits":
+        lines = _split_lines(record)
     published = record["published"]
     lines += ["", f"Published ({published['source']}; read from: {published['confidence']}): "
               f"{published['claim']}."]  # fmt: skip
@@ -158,7 +179,8 @@ def plot_table(record: dict[str, Any], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [c for c in record["columns"] if not c.endswith(" gap")]
+    split = record["kind"] == "splits"
+    columns = record["metrics"] if split else record["columns"]
     labels = list(record["rows"])
     ncols = min(3, len(columns))
     nrows = math.ceil(len(columns) / ncols)
@@ -167,10 +189,19 @@ def plot_table(record: dict[str, Any], out: Path) -> Path:
     for ax in axes.flat[len(columns) :]:
         ax.set_visible(False)
     x = np.arange(len(labels))
+    series = (
+        [(f"@{s}", s, offset) for s, offset in zip(record["splits"], (-0.12, 0.12))]
+        if split
+        else [("", None, 0)]
+    )
     for ax, column in zip(axes.flat, columns):
-        means = [record["rows"][label][column]["mean"] for label in labels]
-        errors = [np.nan_to_num(record["rows"][label][column]["ci95"]) for label in labels]
-        ax.errorbar(x, means, yerr=errors, fmt="o", color="#1f5fa8", capsize=3)
+        for (suffix, name, offset), (color, marker) in zip(series, (("#1f5fa8", "o"), ("#d1495b", "s"))):
+            cells = [record["rows"][label][column + suffix] for label in labels]
+            errors = [np.nan_to_num(c["ci95"]) for c in cells]
+            means = [c["mean"] for c in cells]
+            ax.errorbar(x + offset, means, yerr=errors, fmt=marker, color=color, capsize=3, label=name)
+        if split:
+            ax.legend(fontsize=7)
         if record["kind"] == "gains":
             ax.axhline(0.0, color="#888888", linewidth=0.8)
         ax.set_title(
