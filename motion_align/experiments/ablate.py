@@ -17,7 +17,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from motion_align.experiments.plan import Plan, load_plan
-from motion_align.experiments.runs import REPO, Evaluations, _write_json, run_seconds, train
+from motion_align.experiments.runs import (
+    REPO,
+    Evaluations,
+    run_folder,
+    run_seconds,
+    train,
+    write_json,
+    write_text,
+)
 from motion_align.experiments.tables import plot_table, summarise_table, table_markdown
 
 logger = logging.getLogger("ablations")
@@ -61,21 +69,21 @@ def run_table(plan: Plan, name: str, demo: Path, out: Path, seeds: list[int] | N
         run = plan.runs[run_name]
         per_seed[label] = []
         for seed in seeds:
-            folder = train(plan, run, seed, demo, out / "runs", out / "logs")  # finished: returns the folder
+            folder = run_folder(plan, run, seed, demo, out / "runs")
             values: dict[str, float] = {}
             for split in splits:
                 found = evaluations.evaluate(run_name, folder, split, seed)
                 values.update({f"{k}@{split}" if table.splits else k: v for k, v in found.items()})
                 progress.update()
             per_seed[label].append(values)
-        times = [run_seconds(train(plan, run, s, demo, out / "runs", out / "logs")) for s in seeds]
+        times = [run_seconds(run_folder(plan, run, s, demo, out / "runs")) for s in seeds]
         seconds[label] = None if None in times else sum(times) / len(times)
     progress.close()
     record = summarise_table(table, per_seed, seconds)
     record.update({"evaluation": plan.evaluation, "seeds_used": seeds, "per_seed": per_seed})
     folder = out / name
-    _write_json(folder / "results.json", record)
-    (folder / "table.md").write_text(f"## {table.title}\n\n" + table_markdown(record), encoding="utf-8")
+    write_json(folder / "results.json", record)
+    write_text(folder / "table.md", f"## {table.title}\n\n" + table_markdown(record))
     plot_table(record, folder / f"{name}.png")
     return record
 

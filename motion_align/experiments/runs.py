@@ -25,18 +25,26 @@ DONE = "ablation_run.json"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_text(path: Path, text: str) -> None:
+    """``text`` into ``path``, whole or not at all (written beside it, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def run_folder(plan: Plan, run: Run, seed: int, demo: Path, runs: Path) -> Path:
+    """Where ``run`` at ``seed`` is (or will be): the starting policy for the run without a recipe."""
+    return plan.policy_path(demo) if run.recipe is None else run.folder(runs, seed)
 
 
 def train(plan: Plan, run: Run, seed: int, demo: Path, runs: Path, logs: Path) -> Path:
     """Trains ``run`` at ``seed`` (one process, the recipe as a user runs it) unless it already finished;
     returns its folder. A failed run raises with the path of its log."""
-    if run.recipe is None:
-        return plan.policy_path(demo)
-    folder = run.folder(runs, seed)
-    if (folder / DONE).is_file():
+    folder = run_folder(plan, run, seed, demo, runs)
+    if run.recipe is None or (folder / DONE).is_file():
         return folder
     if folder.exists():  # an interrupted run: its checkpoints are not this plan's (save_strategy "no")
         shutil.rmtree(folder)
@@ -51,7 +59,7 @@ def train(plan: Plan, run: Run, seed: int, demo: Path, runs: Path, logs: Path) -
     if done.returncode != 0:
         raise RuntimeError(f"run {folder.name} failed (exit {done.returncode}); its log: {log}")
     seconds = round(time.perf_counter() - started, 1)
-    _write_json(folder / DONE, {"run": run.name, "seed": seed, "seconds": seconds, "command": argv[1:]})
+    write_json(folder / DONE, {"run": run.name, "seed": seed, "seconds": seconds, "command": argv[1:]})
     logger.info("trained %s in %.0f s", folder.name, seconds)
     return folder
 
@@ -107,7 +115,7 @@ class Evaluations:
         values.update({key: summary["mean"] for key, summary in row.get("events", {}).items()})
         values["invalid share"] = row["placeholders"] / (len(protocol.prompts) * row["generation_rounds"])
         seconds = round(time.perf_counter() - started, 1)
-        _write_json(cache, {"policy": str(folder), "split": split, "seed": seed, "values": values,
+        write_json(cache, {"policy": str(folder), "split": split, "seed": seed, "values": values,
                             "row": row, "seconds": seconds, "prompts": len(protocol.prompts)})  # fmt: skip
         logger.info(
             "evaluated %s seed %d on %s in %.0f s: R@1 %.3f", name, seed, split, seconds, values["R@1"]
