@@ -76,7 +76,8 @@ def verdict(checks: Sequence[dict[str, Any]]) -> str:
     found = (
         f"{counts['reproduced']} reproduced, {counts['contradicted']} contradicted beyond the 95% interval"
     )
-    return f"{word}: of {len(checks)} orderings, {found}; {leaning} of the rest lean the published way"
+    plural = "s" if len(checks) != 1 else ""
+    return f"{word}: of {len(checks)} ordering{plural}, {found}; {leaning} of the rest lean the published way"
 
 
 def _cell(summary: dict[str, float], metric: str) -> str:
