@@ -26,7 +26,7 @@ from motion_align.data.preferences import (
 )
 from motion_align.generation import MOTION_TOKENIZER_FILE, _recorded_motion_tokenizer, record_motion_tokenizer
 from motion_align.lora import get_peft_config
-from motion_align.policy import load_policy, write_vocab_info
+from motion_align.policy import load_policy, policy_family, write_vocab_info
 
 TRAINING_INFO = "training_info.json"
 # Recipe fields the model card lists as hyper-parameters.
@@ -86,6 +86,19 @@ def get_dpo_policy(config: Any) -> tuple[Any, Any, Any]:
     peft_config = None
     if config.use_peft:
         peft_config = get_peft_config(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout)
+    return model, tokenizer, peft_config
+
+
+def get_decoder_only_policy(config: Any, trainer: str, alternative: str) -> tuple[Any, Any, Any]:
+    """:func:`get_dpo_policy` for a TRL trainer that is causal-only (KTO, GRPO): a T5 policy is refused
+    with a message naming the ``alternative`` recipe that aligns it."""
+    model, tokenizer, peft_config = get_dpo_policy(config)
+    if policy_family(model) == "t5":
+        raise ValueError(
+            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's {trainer} is "
+            f"decoder-only: align it with {alternative}, or pass a LLaMA-family policy as "
+            "--model_name_or_path"
+        )
     return model, tokenizer, peft_config
 
 

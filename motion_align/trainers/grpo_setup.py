@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.plots import plot_curves
-from motion_align.policy import policy_family
 from motion_align.rewards.motion_rewards import EventJudgeReward, MotionReward, build_motion_reward
 from motion_align.trainers.dpo_setup import (
     _missing_input,
-    get_dpo_policy,
+    get_decoder_only_policy,
     looks_local,
     save_aligned_policy,
     training_info,
@@ -47,14 +46,7 @@ GRPO_CARD_FIELDS = ("reward_functions", "reward_weights", "num_generations", "ma
 def get_grpo_policy(config: Any) -> tuple[Any, Any, Any]:
     """(policy, text tokenizer, LoRA config or None) for a :class:`~motion_align.rl_configs.MotionGRPOConfig`;
     the policy is loaded with dropout off and must be decoder-only."""
-    model, tokenizer, peft_config = get_dpo_policy(config)
-    if policy_family(model) == "t5":
-        raise ValueError(
-            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's GRPOTrainer is "
-            "decoder-only: align it with recipes/ppo.py, or pass a LLaMA-family policy as "
-            "--model_name_or_path"
-        )
-    return model, tokenizer, peft_config
+    return get_decoder_only_policy(config, "GRPOTrainer", "recipes/ppo.py")
 
 
 def get_grpo_prompts(config: Any, tokenizer: Any) -> Any:

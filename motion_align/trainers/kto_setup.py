@@ -18,20 +18,12 @@ from trl.data_utils import unpair_preference_dataset
 
 from motion_align.configs import MotionKTOConfig
 from motion_align.data.preferences import to_trainer_rows
-from motion_align.policy import policy_family
-from motion_align.trainers.dpo_setup import get_dpo_policy, get_preference_datasets
+from motion_align.trainers.dpo_setup import get_decoder_only_policy, get_preference_datasets
 
 
 def get_kto_policy(config: MotionKTOConfig) -> tuple[Any, Any, Any]:
     """(policy, text tokenizer, LoRA config or None), as for DPO; the policy must be decoder-only."""
-    model, tokenizer, peft_config = get_dpo_policy(config)
-    if policy_family(model) == "t5":
-        raise ValueError(
-            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's KTOTrainer is "
-            "decoder-only: align it with recipes/dpo_ipo.py, or pass a LLaMA-family policy as "
-            "--model_name_or_path"
-        )
-    return model, tokenizer, peft_config
+    return get_decoder_only_policy(config, "KTOTrainer", "recipes/dpo_ipo.py")
 
 
 def kto_rows(pairs: Any, seed: int) -> Any:
