@@ -284,6 +284,13 @@ def metrics_from_file(path: str | os.PathLike[str], row: str | None = None) -> d
     return {**chosen["metrics"], **events}
 
 
+def push_recipe_output(folder: str | os.PathLike[str], config: Any) -> str:
+    """Push a recipe's saved ``folder`` to ``config.hub_model_id`` with the model card its
+    ``training_info.json`` describes (what ``--push_to_hub true`` does at the end of an alignment recipe)."""
+    card = card_info_from_folder(folder)
+    return push_adapter(folder, config.hub_model_id, token=config.hub_token, card=card)
+
+
 def card_info_from_folder(folder: str | os.PathLike[str], **overrides: Any) -> ModelCardInfo:
     """ModelCardInfo from ``training_info.json`` in ``folder`` with ``overrides`` (None: not given)."""
     folder = Path(folder)

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from trl import TrlParser
 
 from motion_align.configs import MotionDPOConfig
-from motion_align.hub import card_info_from_folder, push_adapter
+from motion_align.hub import push_recipe_output
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.trainers.dpo_setup import (
     AdapterCheckpointCallback,
@@ -77,10 +77,7 @@ def main() -> None:
         (Path(out) / "dpo_run.json").write_text(json.dumps(run, indent=2) + "\n")
         logger.info("saved the aligned policy to %s", out)
         if push:
-            url = push_adapter(
-                out, config.hub_model_id, token=config.hub_token, card=card_info_from_folder(out)
-            )
-            logger.info("pushed to %s", url)
+            logger.info("pushed to %s", push_recipe_output(out, config))
 
     # Clean exit of every process
     trainer.accelerator.wait_for_everyone()

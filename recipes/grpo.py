@@ -18,7 +18,7 @@ import sys
 import torch.distributed as dist
 from trl import GRPOTrainer, TrlParser
 
-from motion_align.hub import card_info_from_folder, push_adapter
+from motion_align.hub import push_recipe_output
 from motion_align.rl_configs import MotionGRPOConfig
 from motion_align.trainers.dpo_setup import AdapterCheckpointCallback
 from motion_align.trainers.grpo_setup import (
@@ -62,10 +62,7 @@ def main() -> None:
     if out is not None:
         logger.info("saved the aligned policy to %s", out)
         if push:
-            url = push_adapter(
-                out, config.hub_model_id, token=config.hub_token, card=card_info_from_folder(out)
-            )
-            logger.info("pushed to %s", url)
+            logger.info("pushed to %s", push_recipe_output(out, config))
 
     # Clean exit of every process
     trainer.accelerator.wait_for_everyone()

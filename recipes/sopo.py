@@ -23,7 +23,7 @@ import torch.distributed as dist
 from trl import TrlParser
 
 from motion_align.configs import MotionSoPoConfig
-from motion_align.hub import card_info_from_folder, push_adapter
+from motion_align.hub import push_recipe_output
 from motion_align.trainers.dpo_setup import AdapterCheckpointCallback, get_dpo_policy, save_aligned_policy
 from motion_align.trainers.sopo import MotionSoPoTrainer
 from motion_align.trainers.sopo_setup import get_real_motion_datasets, get_sopo_models, sopo_training_info
@@ -79,10 +79,7 @@ def main() -> None:
             "saved to %s; %.0f%% of the training time was sampling", out, 100 * sampling / max(runtime, 1e-9)
         )
         if push:
-            url = push_adapter(
-                out, config.hub_model_id, token=config.hub_token, card=card_info_from_folder(out)
-            )
-            logger.info("pushed to %s", url)
+            logger.info("pushed to %s", push_recipe_output(out, config))
 
     # Clean exit of every process
     trainer.accelerator.wait_for_everyone()
