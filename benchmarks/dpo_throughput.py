@@ -52,9 +52,9 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from motion_align.configs import MotionDPOConfig
 from motion_align.lora import get_peft_config
 from motion_align.policy import build_policy, format_prompt
+from motion_align.preference_configs import MotionDPOConfig
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.vocab import MotionVocab

@@ -37,10 +37,10 @@ from typing import Any
 import datasets
 import torch
 
-from motion_align.configs import MotionSoPoConfig
 from motion_align.generation import load_generator, record_motion_tokenizer
 from motion_align.lora import get_peft_config
 from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
+from motion_align.preference_configs import MotionSoPoConfig
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
 from motion_align.semi_online import CandidateSampler
 from motion_align.text_tokenizer import train_text_tokenizer

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch.distributed as dist
 from trl import TrlParser
 
-from motion_align.configs import MotionDPOConfig
 from motion_align.hub import push_recipe_output
+from motion_align.preference_configs import MotionDPOConfig
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.trainers.dpo_setup import (
     AdapterCheckpointCallback,

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch.distributed as dist
 from trl import KTOTrainer, TrlParser
 
-from motion_align.configs import MotionKTOConfig
 from motion_align.hub import push_recipe_output
 from motion_align.lora import restore_lora_dropout
+from motion_align.preference_configs import MotionKTOConfig
 from motion_align.trainers.dpo import frozen_reference
 from motion_align.trainers.dpo_setup import AdapterCheckpointCallback, save_aligned_policy, training_info
 from motion_align.trainers.kto_setup import get_kto_datasets, get_kto_policy

@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from trl import TrlParser
 
-from motion_align.configs import MotionSoPoConfig
 from motion_align.hub import push_recipe_output
+from motion_align.preference_configs import MotionSoPoConfig
 from motion_align.trainers.dpo_setup import AdapterCheckpointCallback, get_dpo_policy, save_aligned_policy
 from motion_align.trainers.sopo import MotionSoPoTrainer
 from motion_align.trainers.sopo_setup import get_real_motion_datasets, get_sopo_models, sopo_training_info

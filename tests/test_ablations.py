@@ -10,11 +10,11 @@ from conftest import REPO, random_pairs
 from datasets import Dataset
 from trl import TrlParser
 
-from motion_align.configs import MotionDPOConfig, MotionKTOConfig, MotionSoPoConfig
 from motion_align.experiments.ablate import run_table
 from motion_align.experiments.plan import load_plan
 from motion_align.experiments.runs import Evaluations
 from motion_align.experiments.tables import check_orderings, seed_interval, verdict
+from motion_align.preference_configs import MotionDPOConfig, MotionKTOConfig, MotionSoPoConfig
 from motion_align.rl_configs import MotionPPOConfig, MotionRewardConfig
 
 PLAN = REPO / "experiments" / "ablations.yaml"

@@ -15,10 +15,10 @@ from transformers import TrainerCallback
 from transformers.integrations.neftune import activate_neftune
 from trl import DPOConfig, DPOTrainer
 
-from motion_align.configs import MotionDPOConfig
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS
 from motion_align.lora import get_peft_config
 from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
+from motion_align.preference_configs import MotionDPOConfig
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.dpo import MotionDPOTrainer
 

@@ -16,9 +16,9 @@ from datasets import Dataset
 from hub_stand_in import FAKE_TOKEN
 from peft import PeftModel
 
-from motion_align.configs import MotionDPOConfig
 from motion_align.data.preferences import save_preferences
 from motion_align.policy import build_policy, load_policy, save_policy
+from motion_align.preference_configs import MotionDPOConfig
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.trainers.dpo_setup import get_dpo_policy, get_preference_datasets

@@ -17,9 +17,9 @@ from datasets import Dataset
 from safetensors.torch import load_file
 from trl import KTOTrainer
 
-from motion_align.configs import MotionDPOConfig, MotionKTOConfig
 from motion_align.data.preferences import save_preferences
 from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
+from motion_align.preference_configs import MotionDPOConfig, MotionKTOConfig
 from motion_align.text_tokenizer import train_text_tokenizer
 from motion_align.trainers.dpo import MotionDPOTrainer
 from motion_align.vocab import MotionVocab

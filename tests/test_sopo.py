@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO, parse_recipe
 
-from motion_align.configs import MotionSoPoConfig
 from motion_align.generation import MAX_FRAMES, MIN_FRAMES
 from motion_align.lora import get_peft_config
 from motion_align.losses import preference_loss, sopo_loss
 from motion_align.policy import format_prompt, load_policy
+from motion_align.preference_configs import MotionSoPoConfig
 from motion_align.rewards.retrieval import TextMotionRetrieval
 from motion_align.semi_online import INVALID_SCORE, CandidateSampler, select_pairs
 from motion_align.trainers.sopo import MotionSoPoTrainer

@@ -16,8 +16,8 @@ from typing import Any
 
 from trl.data_utils import unpair_preference_dataset
 
-from motion_align.configs import MotionKTOConfig
 from motion_align.data.preferences import to_trainer_rows
+from motion_align.preference_configs import MotionKTOConfig
 from motion_align.trainers.dpo_setup import get_decoder_only_policy, get_preference_datasets
 
 

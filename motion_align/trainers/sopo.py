@@ -47,7 +47,8 @@ class _KeepExamples:
 
 
 class MotionSoPoTrainer(MotionDPOTrainer):
-    """SoPo (and online DPO) of motion policies; ``args``: a :class:`~motion_align.configs.MotionSoPoConfig`.
+    """SoPo (and online DPO) of motion policies; ``args``: a
+    :class:`~motion_align.preference_configs.MotionSoPoConfig`.
 
     ``train_dataset`` rows: ``prompt`` (formatted), ``chosen`` (the real motion string), ``caption`` and
     ``codes`` (see :func:`motion_align.data.sft.real_motion_rows`).
