@@ -24,7 +24,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 from transformers.utils import ModelOutput
 
-from motion_align.policy import format_prompt
+from motion_align.policy import decoder_cache, format_prompt
 from motion_align.vocab import MotionVocab
 
 
@@ -141,6 +141,8 @@ class EncoderDecoderAsCausalLM(_Split):
             raise ValueError("every query must end with the start-of-motion token")
         inputs, _ = self.split(input_ids, attention_mask)
         del inputs["decoder_attention_mask"]
+        if kwargs.get("use_cache", True):
+            kwargs = {**decoder_cache(self.model), **kwargs}
         out = self.model.generate(**inputs, **kwargs)
         sequences = out.sequences if isinstance(out, ModelOutput) else out
         new = sequences[:, 2:]  # after [decoder start, <som>]

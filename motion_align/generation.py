@@ -24,7 +24,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from motion_align.motion.features import joints_from_features
-from motion_align.policy import format_prompt, load_policy, policy_family
+from motion_align.policy import decoder_cache, format_prompt, load_policy, policy_family
 from motion_align.vocab import MotionVocab
 
 MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps
@@ -204,6 +204,8 @@ def generate_token_rows(
         kwargs["logits_processor"] = LogitsProcessorList(
             [_AllowedTokens([*ids[: vocab.codebook_size + 2], *eos])]
         )
+    if kwargs["use_cache"]:
+        kwargs.update(decoder_cache(model))
     output = model.generate(**inputs, **kwargs, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
     # T5 rows start with the decoder start token; LLaMA rows with the (left padded) prompt
     output = output[:, 1:] if family == "t5" else output[:, inputs["input_ids"].shape[1] :]

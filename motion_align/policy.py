@@ -30,6 +30,8 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    DynamicCache,
+    EncoderDecoderCache,
     LlamaConfig,
     LlamaForCausalLM,
     PretrainedConfig,
@@ -186,6 +188,21 @@ def _resolve_preset(family: str, preset: str) -> dict[str, Any] | str:
             f"the preset instead, e.g. build_policy({family!r}, 'meta-llama/Llama-3.2-1B', ...)"
         )
     return spec
+
+
+def decoder_cache(model: PreTrainedModel) -> dict[str, Any]:
+    """``generate`` keywords that give a T5 whose decoder and encoder depths differ a working KV cache.
+
+    transformers 5.23 sizes the cache ``generate`` builds for a T5 by ``num_layers`` (the encoder), so a
+    decoder deeper than its encoder (``num_decoder_layers``; byT5 and several t5-efficient checkpoints
+    differ) fails with an IndexError. Caches built without a config grow with the layers that use them.
+    Empty for every other model.
+    """
+    config = model.config
+    decoder_layers = getattr(config, "num_decoder_layers", None)
+    if policy_family(model) != "t5" or decoder_layers in (None, getattr(config, "num_layers", None)):
+        return {}
+    return {"past_key_values": EncoderDecoderCache(DynamicCache(), DynamicCache())}
 
 
 @torch.no_grad()

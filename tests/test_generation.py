@@ -212,6 +212,25 @@ def test_motion_grammar_makes_even_an_untrained_policy_valid(family, motion_toke
     assert not all(m.valid for m in unconstrained)  # the grammar, not the model, made them valid
 
 
+def test_a_t5_with_a_deeper_decoder_samples_as_without_the_cache(motion_tokenizer, tmp_path, monkeypatch):
+    """Encoder and decoder depths differ (as in byt5 or t5-efficient checkpoints): cached sampling works
+    and draws what uncached sampling draws."""
+    torch.manual_seed(2)
+    K = motion_tokenizer.config.codebook_size
+    model, tokenizer = build_policy("t5", "tiny", train_text_tokenizer(TEXTS, "t5"), K)
+    config = replace(model.config, num_decoder_layers=3)
+    save_policy(type(model)(config), tokenizer, tmp_path / "deep")
+    model, tokenizer = build_policy("t5", str(tmp_path / "deep"), tokenizer, K)
+    assert (model.config.num_layers, len(model.decoder.block)) == (2, 3)
+    sampling = SamplingConfig(seed=0, num_samples=2, max_new_tokens=12)
+    cached = generate_motions(model.eval(), tokenizer, motion_tokenizer, CAPTIONS, sampling)
+    uncached = {**sampling.generate_kwargs(), "use_cache": False}
+    monkeypatch.setattr(SamplingConfig, "generate_kwargs", lambda self: dict(uncached))
+    plain = generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, sampling)
+    assert [m.codes for m in cached] == [m.codes for m in plain]
+    assert len({tuple(m.codes) for m in cached}) > 1
+
+
 def test_mismatched_codebooks_are_refused(motion_tokenizer):
     model, tokenizer = build_policy("t5", "tiny", train_text_tokenizer(TEXTS, "t5"), 8)
     with pytest.raises(ValueError, match="codebook of 8"):
