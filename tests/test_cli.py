@@ -136,7 +136,10 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     assert (config.out / "policy-t5" / "training_curves.png").is_file()
     rows = [json.loads(line) for line in (config.out / "policy-t5" / "generations.jsonl").open()]
     assert len(rows) == 3 and all(row["prompt"] and isinstance(row["codes"], list) for row in rows)
-    pairs = json.loads((config.out / "policy-t5" / "validity.json").read_text())["pairs"]
+    validity = json.loads((config.out / "policy-t5" / "validity.json").read_text())
+    assert sum(band["motions"] for band in validity["by_reference_length"]) == 3  # every prompt in a band
+    assert "| corpus clip frames |" in text
+    pairs = validity["pairs"]
     for pair in pairs:
         assert all((config.out / file).is_file() and "#" not in file for file in pair["files"])
         assert pair["prompt"] in text

@@ -127,6 +127,17 @@ def test_valid_needs_clean_codes_and_40_to_196_frames():
     assert empty.num_frames == 0 and empty.joints is None and not empty.valid
     report = validity_report([motion(36), motion(48), motion(200), empty])
     assert (report["valid"], report["too_short"], report["too_long"], report["no_codes"]) == (1, 1, 1, 1)
+    assert "by_reference_length" not in report
+    # Against the lengths of the prompts' corpus clips: where the invalid motions come from.
+    motions = [motion(60), motion(36), motion(160), motion(200), motion(208), motion(196)]
+    bands = validity_report(motions, [64, 44, 170, 180, 196, 192])["by_reference_length"]
+    assert [b["reference_frames"] for b in bands] == ["40-99", "100-149", "150-191", "192-196"]
+    assert [b["motions"] for b in bands] == [2, 0, 2, 2]
+    assert [b["valid_share"] for b in bands] == [0.5, None, 0.5, 0.5]
+    assert [b["too_long"] for b in bands] == [0, 0, 1, 1]
+    assert [b["median_difference"] for b in bands] == [-6.0, None, 5.0, 8.0]
+    with pytest.raises(ValueError, match="2 lengths for 6 motions"):
+        validity_report(motions, [64, 44])
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -78,7 +78,8 @@ def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
     grammar = replace(sampling, motion_grammar=True)
     constrained = generate_motions(model, tokenizer, motion_tokenizer, [p for _, p in prompts], grammar, 32)
     report = validity_report(constrained)
-    validity = {"sampling": vars(sampling), **validity_report(motions), "pairs": pairs}
+    reference = [len(item.features) for item, _ in prompts]
+    validity = {"sampling": vars(sampling), **validity_report(motions, reference), "pairs": pairs}
     validity["with_motion_grammar"] = {k: report[k] for k in ("valid", "valid_share", "frames")}
     write_json(path / "validity.json", validity)
     return validity
@@ -108,6 +109,7 @@ def policy_stage(config: DemoConfig, stages: dict) -> dict:
         or validity is None
         or validity["motions"] != config.num_eval_prompts
         or "with_motion_grammar" not in validity
+        or "by_reference_length" not in validity
     ):
         validity = _evaluate(config, stages["corpus"]["path"], path)
     run = json.loads((path / "sft_run.json").read_text())
@@ -180,6 +182,20 @@ def policy_section(config: DemoConfig, record: dict) -> list[str]:
         f"top-p {v['sampling']['top_p']}, motion tokens only, seed {v['sampling']['seed']}.",
         "",
     ]
+    if bands := v.get("by_reference_length"):
+        lines += [
+            "By the length of the corpus clip of each prompt (where the invalid motions come from):",
+            "",
+            "| corpus clip frames | prompts | valid | too long | median generated - corpus frames |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for b in bands:
+            if b["motions"]:
+                lines.append(
+                    f"| {b['reference_frames']} | {b['motions']} | {b['valid_share']:.1%} | {b['too_long']} "
+                    f"| {b['median_difference']:+.0f} |"
+                )
+        lines.append("")
     if g := v.get("with_motion_grammar"):
         lines += [
             f"With constrained decoding (`--grammar`: the start token, 10 to 49 codes, the end token), the "
