@@ -163,6 +163,38 @@ def _generate(args: argparse.Namespace) -> None:
     )
 
 
+def _validity(args: argparse.Namespace) -> None:
+    import json
+
+    from motion_align.evaluation.protocol import evaluation_prompts
+    from motion_align.generation import SamplingConfig, generate_motions, load_generator, validity_report
+
+    prompts = evaluation_prompts(args.data, args.split, args.num_prompts, args.seed)
+    sampling = SamplingConfig(
+        temperature=args.temperature, top_k=args.top_k, seed=args.seed, motion_grammar=args.grammar
+    )
+    model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
+    captions = [p.caption.text for p in prompts]
+    motions = generate_motions(model, tokenizer, motion_tokenizer, captions, sampling, args.batch_size)
+    report = validity_report(motions, [len(p.item.features) for p in prompts])
+    report = {"model": str(args.model), "split": args.split, "sampling": vars(sampling), **report}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"{report['valid']} of {report['motions']} motions valid ({report['valid_share']:.1%}: 40-196 "
+        f"frames, no decoding problem); too short {report['too_short']}, too long {report['too_long']}; "
+        f"problems: {report['problems'] or 'none'}"
+    )
+    print("corpus clip frames | prompts | valid | too long | median generated - corpus frames")
+    for band in report["by_reference_length"]:
+        if band["motions"]:
+            print(
+                f"{band['reference_frames']:>18} | {band['motions']:>7} | {band['valid_share']:>5.1%} | "
+                f"{band['too_long']:>8} | {band['median_difference']:+.0f}"
+            )
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from motion_align.evaluation.protocol import ProtocolConfig
     from motion_align.evaluation.runner import run_evaluation
@@ -254,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
     generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])
     generate.set_defaults(func=_generate)
+
+    validity = commands.add_parser(
+        "validity", help="share of valid motions a policy gives for a corpus split's prompts, by clip length"
+    )
+    validity.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
+    validity.add_argument("--data", required=True, help="HumanML3D folder whose split gives the prompts")
+    validity.add_argument(
+        "--tokenizer", default=None, help="motion tokenizer folder (default: the one the policy records)"
+    )
+    validity.add_argument("--split", default="test")
+    validity.add_argument("--num-prompts", type=int, default=200, help="items of the split, one caption each")
+    validity.add_argument("--seed", type=int, default=0, help="draws the prompts and seeds the sampling")
+    validity.add_argument("--temperature", type=float, default=1.0)
+    validity.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
+    validity.add_argument("--grammar", action="store_true", help="constrained decoding (always valid)")
+    validity.add_argument("--batch-size", type=int, default=32, help="captions per generate call")
+    validity.add_argument("--out", default=None, help="also write the report to this JSON file")
+    validity.set_defaults(func=_validity)
 
     evaluate = commands.add_parser(
         "evaluate", help="R-precision, FID, MM-Dist, Diversity, MultiModality and event accuracy"

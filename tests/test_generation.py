@@ -289,3 +289,22 @@ def test_cli_generate_refuses_an_empty_prompts_file(saved, motion_tokenizer_dir,
     assert main([*argv, "--greedy", "--num-samples", "1", "--formats", "gif"]) == 0
     assert "1 valid (100.0%" in capsys.readouterr().out
     assert (tmp_path / "out" / "0_a-person-jumps-twice" / "sample_0.gif").is_file()
+
+
+def test_cli_validity_reports_by_corpus_clip_length(
+    saved, motion_tokenizer_dir, tiny_corpus, tmp_path, capsys
+):
+    out = tmp_path / "validity.json"
+    argv = ["validity", "--model", str(saved["llama"]), "--tokenizer", str(motion_tokenizer_dir),
+            "--data", str(tiny_corpus), "--split", "train", "--num-prompts", "5",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["motions"] == 5 and report["split"] == "train" and report["sampling"]["seed"] == 0
+    assert sum(band["motions"] for band in report["by_reference_length"]) == 5
+    assert f"{report['valid']} of 5 motions valid" in printed and "corpus clip frames" in printed
+    assert main([*argv, "--grammar"]) == 0  # valid by construction
+    assert json.loads(out.read_text())["valid"] == 5
+    assert main([*argv[:-2], "--split", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
