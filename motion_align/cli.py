@@ -167,7 +167,13 @@ def _validity(args: argparse.Namespace) -> None:
     import json
 
     from motion_align.evaluation.protocol import evaluation_prompts
-    from motion_align.generation import SamplingConfig, generate_motions, load_generator, validity_report
+    from motion_align.generation import (
+        SamplingConfig,
+        generate_motions,
+        load_generator,
+        reference_length_table,
+        validity_report,
+    )
 
     prompts = evaluation_prompts(args.data, args.split, args.num_prompts, args.seed)
     sampling = SamplingConfig(
@@ -186,13 +192,7 @@ def _validity(args: argparse.Namespace) -> None:
         f"frames, no decoding problem); too short {report['too_short']}, too long {report['too_long']}; "
         f"problems: {report['problems'] or 'none'}"
     )
-    print("corpus clip frames | prompts | valid | too long | median generated - corpus frames")
-    for band in report["by_reference_length"]:
-        if band["motions"]:
-            print(
-                f"{band['reference_frames']:>18} | {band['motions']:>7} | {band['valid_share']:>5.1%} | "
-                f"{band['too_long']:>8} | {band['median_difference']:+.0f}"
-            )
+    print("\n".join(reference_length_table(report["by_reference_length"])))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -313,6 +313,21 @@ def _by_reference_length(motions: Sequence[GeneratedMotion], reference: Sequence
     return rows
 
 
+def reference_length_table(bands: Sequence[dict]) -> list[str]:
+    """Markdown rows of a report's ``by_reference_length`` (bands without motions left out)."""
+    lines = [
+        "| corpus clip frames | prompts | valid | too long | median generated - corpus frames |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for b in bands:
+        if b["motions"]:
+            lines.append(
+                f"| {b['reference_frames']} | {b['motions']} | {b['valid_share']:.1%} | {b['too_long']} "
+                f"| {b['median_difference']:+.0f} |"
+            )
+    return lines
+
+
 def record_motion_tokenizer(model_dir: str | os.PathLike[str], motion_tokenizer: str) -> Path:
     """Write ``motion_tokenizer.json`` into a policy folder, naming the motion tokenizer it was trained on."""
     path = Path(model_dir) / MOTION_TOKENIZER_FILE

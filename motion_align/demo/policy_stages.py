@@ -183,19 +183,14 @@ def policy_section(config: DemoConfig, record: dict) -> list[str]:
         "",
     ]
     if bands := v.get("by_reference_length"):
+        from motion_align.generation import reference_length_table
+
         lines += [
             "By the length of the corpus clip of each prompt (where the invalid motions come from):",
             "",
-            "| corpus clip frames | prompts | valid | too long | median generated - corpus frames |",
-            "|---|---:|---:|---:|---:|",
+            *reference_length_table(bands),
+            "",
         ]
-        for b in bands:
-            if b["motions"]:
-                lines.append(
-                    f"| {b['reference_frames']} | {b['motions']} | {b['valid_share']:.1%} | {b['too_long']} "
-                    f"| {b['median_difference']:+.0f} |"
-                )
-        lines.append("")
     if g := v.get("with_motion_grammar"):
         lines += [
             f"With constrained decoding (`--grammar`: the start token, 10 to 49 codes, the end token), the "
