@@ -65,6 +65,15 @@ def test_rows_are_one_prompt_completion_per_caption(tokenized):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_preset_tokenizer_is_trained_on_the_prompts_it_will_read(family, tokenized, tmp_path):
+    """The prompt template is in every row, so the locally trained tokenizer learns it as a few pieces
+    (trained on bare captions, the T5 one spelled "Generate motion:" as 17 single characters)."""
+    _, tokenizer = get_sft_policy(sft_config(family, tokenized, tmp_path))
+    template = tokenizer(format_prompt(""), add_special_tokens=False)["input_ids"]
+    assert len(template) <= 6, tokenizer.convert_ids_to_tokens(template)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_labels_cover_exactly_the_motion_tokens(family, tokenized, tmp_path):
     trainer, tokenizer = make_trainer(sft_config(family, tokenized, tmp_path))
     assert isinstance(trainer, MotionSFTTrainer) == (family == "t5")

