@@ -14,6 +14,7 @@ from trl import TrlParser
 from motion_align.configs import MotionSFTConfig
 from motion_align.data.sft import load_sft_dataset, read_tokenization
 from motion_align.data.tokenized import tokenize_folder
+from motion_align.experiments.caption_usage import BANDS, caption_usage, label_nll
 from motion_align.generation import load_generator
 from motion_align.policy import format_prompt, load_policy
 from motion_align.tokenizer_training import train_tokenizer
@@ -184,3 +185,24 @@ def test_two_process_cpu_run_trains_and_saves(tokenized, tmp_path):
     # The policy names the motion tokenizer of its dataset, so `motion-align generate` needs no --tokenizer.
     _, _, motion_tokenizer = load_generator(tmp_path / "out")
     assert motion_tokenizer.config.codebook_size == read_tokenization(tokenized)["codebook_size"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_caption_usage_scores_the_labels_sft_trains_on(family, tokenized, tmp_path):
+    """The probe's NLL, averaged over every label, is the trainer's eval loss (one eval batch)."""
+    config = sft_config(family, tokenized, tmp_path, "--max_steps", "6", "--eval_strategy", "no",
+                        "--save_strategy", "no", "--per_device_eval_batch_size", "4096")  # fmt: skip
+    trainer, tokenizer = make_trainer(config)
+    trainer.train()
+    eval_loss = trainer.evaluate()["eval_loss"]
+    val = load_sft_dataset(tokenized)["val"]
+    rows = list(zip(val["prompt"], val["completion"], strict=True))
+    nll = torch.cat(label_nll(trainer.model, tokenizer, rows, batch_size=5))
+    assert nll.mean().item() == pytest.approx(eval_loss, rel=1e-4)
+    table = caption_usage(trainer.model, tokenizer, rows, batch_size=5)
+    assert set(table) <= set(BANDS) and {"start", "codes 1-4", "end", "eos"} <= set(table)
+    assert sum(r["labels"] for r in table.values()) == nll.numel()
+    starts = [n[0] for n in label_nll(trainer.model, tokenizer, rows)]  # the start token of every row
+    assert table["start"]["true"] == pytest.approx(torch.stack(starts).mean().item(), rel=1e-4)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        caption_usage(trainer.model, tokenizer, rows[:1])
