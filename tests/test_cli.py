@@ -71,7 +71,7 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         num_eval_prompts=3,
         reward_recipe="recipes/retrieval/tiny.yaml",
         reward_overrides={"max_steps": 4, "save_steps": 2, "disable_tqdm": "true"},
-        pairs=dict(num_prompts=6, num_samples=3, pairs_per_prompt=1, min_gap=-1.0),
+        pairs=dict(num_prompts=10, num_samples=4, pairs_per_prompt=1, min_gap=-1.0),
         align_overrides={
             "max_steps": 2,
             "per_device_train_batch_size": 2,
@@ -144,7 +144,7 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
         assert all((config.out / file).is_file() and "#" not in file for file in pair["files"])
         assert pair["prompt"] in text
     prefs = summary["preferences"]["figures"]  # judged pairs from the SFT policy's valid samples
-    assert prefs["rows"] == prefs["pairs"] and prefs["samples"] == 18 and "## Judged preference pairs" in text
+    assert prefs["rows"] == prefs["pairs"] and prefs["samples"] == 40 and "## Judged preference pairs" in text
     aligned = summary["aligned"]["figures"]  # IPO-LoRA through `accelerate launch` on two processes
     assert aligned["world_size"] == 2 and aligned["steps"] == 2 and "## IPO-LoRA alignment" in text
     assert (config.out / "aligned-t5" / "adapter_model.safetensors").is_file()
