@@ -15,6 +15,7 @@ from motion_align.configs import MotionSFTConfig
 from motion_align.data.sft import load_sft_dataset, read_tokenization
 from motion_align.data.tokenized import tokenize_folder
 from motion_align.experiments.caption_usage import BANDS, caption_usage, label_nll
+from motion_align.experiments.caption_usage import main as caption_usage_main
 from motion_align.generation import load_generator
 from motion_align.policy import format_prompt, load_policy
 from motion_align.tokenizer_training import train_tokenizer
@@ -206,3 +207,10 @@ def test_caption_usage_scores_the_labels_sft_trains_on(family, tokenized, tmp_pa
     assert table["start"]["true"] == pytest.approx(torch.stack(starts).mean().item(), rel=1e-4)
     with pytest.raises(ValueError, match="at least 2 rows"):
         caption_usage(trainer.model, tokenizer, rows[:1])
+
+
+def test_caption_usage_names_a_missing_split(tokenized, capsys):
+    with pytest.raises(SystemExit):
+        caption_usage_main(["--model", "unused", "--data", str(tokenized), "--split", "dev"])
+    error = capsys.readouterr().err
+    assert f"{tokenized} has no split 'dev'" in error and "'val'" in error

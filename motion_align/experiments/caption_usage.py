@@ -125,11 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="a tokenized dataset (`motion-align tokenize`)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--num-rows", type=int, default=900, help="rows (captions) scored; 0: all")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="which other row lends each row its caption")
     args = parser.parse_args(argv)
-    torch.manual_seed(args.seed)
+    dataset = load_sft_dataset(args.data)
+    if args.split not in dataset:
+        parser.error(f"{args.data} has no split {args.split!r}; it has {sorted(dataset)}")
     model, tokenizer = load_policy(args.model, dropout=0.0)
-    split = load_sft_dataset(args.data)[args.split]
+    split = dataset[args.split]
     rows = list(zip(split["prompt"], split["completion"], strict=True))
     if args.num_rows:
         rows = rows[: args.num_rows]
