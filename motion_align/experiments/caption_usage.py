@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from motion_align.data.sft import load_sft_dataset
 from motion_align.policy import load_policy, policy_family
+from motion_align.trainers.sft import DataCollatorForSeq2SeqMotion
 
 #: (name, first code position, last code position) of the code bands; position 0 is the start token.
 CODE_BANDS = (("codes 1-4", 1, 4), ("codes 5-12", 5, 12), ("codes 13-24", 13, 24), ("codes 25-36", 25, 36))
@@ -42,12 +43,13 @@ def band_of(position: int, length: int) -> str:
     return "codes 37+"
 
 
-def _encode(tokenizer: Any, family: str, prompt: str, completion: str) -> tuple[list[int], list[int]]:
-    """(model input ids, label ids) as the SFT trainer builds them; the labels end in the text eos."""
+def _features(tokenizer: Any, family: str, prompt: str, completion: str) -> dict[str, list[int]]:
+    """A row as the SFT trainers build it: ``labels`` are the completion and one text eos (no bos);
+    ``input_ids`` are the prompt's ids (T5: the encoder input) followed, for a decoder-only policy, by the
+    labels."""
     labels = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    if family == "t5":
-        return tokenizer(prompt)["input_ids"], labels
-    return tokenizer(prompt)["input_ids"] + labels, labels
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    return {"input_ids": prompt_ids if family == "t5" else prompt_ids + labels, "labels": labels}
 
 
 @torch.no_grad()
@@ -56,25 +58,21 @@ def label_nll(
 ) -> list[torch.Tensor]:
     """Per-label NLL (nats) of each (prompt, completion) row, teacher-forced."""
     family = policy_family(model)
+    collate = DataCollatorForSeq2SeqMotion(tokenizer.pad_token_id)  # right padding, labels padded with -100
     model.eval()
     out: list[torch.Tensor] = []
     for start in tqdm(range(0, len(rows), batch_size), desc="nll", leave=False):
-        encoded = [_encode(tokenizer, family, p, c) for p, c in rows[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in encoded)
-        ids = torch.full((len(encoded), width), tokenizer.pad_token_id)
-        mask = torch.zeros_like(ids)
-        for i, (row_ids, _) in enumerate(encoded):
-            ids[i, : len(row_ids)], mask[i, : len(row_ids)] = torch.tensor(row_ids), 1
+        features = [_features(tokenizer, family, p, c) for p, c in rows[start : start + batch_size]]
+        batch = collate(features)
+        lengths = [(len(f["input_ids"]), len(f["labels"])) for f in features]
         if family == "t5":
-            labels = torch.full((len(encoded), max(len(lab) for _, lab in encoded)), -100)
-            for i, (_, row_labels) in enumerate(encoded):
-                labels[i, : len(row_labels)] = torch.tensor(row_labels)
-            logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits  # (B, T, V)
-            spans = [(0, len(lab)) for _, lab in encoded]
+            logits = model(**batch).logits  # (B, T, V), lined up with the labels
+            labels, spans = batch["labels"], [(0, n) for _, n in lengths]
         else:
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (B, S-1, V)
-            labels = ids[:, 1:]  # position s predicts id s + 1
-            spans = [(len(row_ids) - len(lab) - 1, len(row_ids) - 1) for row_ids, lab in encoded]
+            inputs = {key: batch[key] for key in ("input_ids", "attention_mask")}
+            logits = model(**inputs).logits[:, :-1]  # (B, S-1, V)
+            labels = batch["input_ids"][:, 1:]  # position s predicts id s + 1
+            spans = [(total - n - 1, total - 1) for total, n in lengths]
         nll = F.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
         out += [nll[i, a:b] for i, (a, b) in enumerate(spans)]
     return out
