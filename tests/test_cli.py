@@ -6,6 +6,7 @@ from PIL import Image
 
 from motion_align.cli import main
 from motion_align.demo import DemoConfig, run_demo
+from motion_align.demo.alignment_stages import panel_caption
 from motion_align.demo.common import REFERENCE
 from motion_align.motion.humanml3d import read_features, read_split
 
@@ -158,6 +159,7 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     assert metrics["prompts"] == 32
     comparison = json.loads((config.out / "comparison" / "comparison.json").read_text())
     assert list(comparison["policies"]) == policies and len(comparison["rows"]) == 2
+    assert "t5 tiny SFT (left) vs t5 tiny IPO-LoRA (middle) vs t5 tiny SoPo-LoRA (right)" in text
     for row in comparison["rows"]:
         assert all((config.out / file).is_file() and f"]({file})" in text for file in row["files"][:1])
     for name, row in metrics["rows"].items():
@@ -180,3 +182,10 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     assert set(json.loads((out / "metrics.json").read_text())["rows"]) == {"real", "sft"}
     assert "| sft |" in (out / "metrics.md").read_text()
     assert main([*args[:-2], "--policy", "no-equals-sign", "--out", str(out)]) == 2
+
+
+def test_comparison_caption_places_every_panel():
+    assert panel_caption(["sft"]) == "sft"
+    assert panel_caption(["sft", "ipo"]) == "sft (left) vs ipo (right)"
+    assert panel_caption(["a", "b", "c"]) == "a (left) vs b (middle) vs c (right)"
+    assert panel_caption(["a", "b", "c", "d"]) == "1. a, 2. b, 3. c, 4. d (panels left to right)"

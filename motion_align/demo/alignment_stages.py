@@ -191,9 +191,19 @@ def aligned_section(config: DemoConfig, record: dict) -> list[str]:
     ]
 
 
+def panel_caption(names: list[str]) -> str:
+    """``"a (left) vs b (middle) vs c (right)"``; four or more panels are numbered left to right."""
+    if len(names) == 1:
+        return names[0]
+    if len(names) <= 3:
+        places = ["left", "right"] if len(names) == 2 else ["left", "middle", "right"]
+        return " vs ".join(f"{name} ({place})" for name, place in zip(names, places))
+    return ", ".join(f"{i}. {name}" for i, name in enumerate(names, 1)) + " (panels left to right)"
+
+
 def comparison_lines(rows: list[dict], names: dict[str, str]) -> list[str]:
     """Markdown: one GIF per prompt, panels in the order of ``names``."""
-    lines = [f"### The same held-out prompts: {' (left) vs '.join(names)} (right)", ""]
+    lines = [f"### The same held-out prompts: {panel_caption(list(names))}", ""]
     for row in rows:
         gif = next((f for f in row["files"] if f.endswith(".gif")), row["files"][0])
         lines += [f"**{row['prompt']}**", "", f"![{row['prompt']}]({gif})", ""]
