@@ -70,6 +70,31 @@ def _tokenize(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: " + ", ".join(f"{name} {len(part)}" for name, part in dataset.items()))
 
 
+def _length_estimator(args: argparse.Namespace) -> None:
+    from motion_align.length_estimator import train_length_estimator
+
+    metrics = train_length_estimator(args.data, args.out, epochs=args.epochs, seed=args.seed)
+    print(
+        f"wrote {args.out}: val NLL {metrics['val_nll']:.3f}, accuracy {metrics['val_accuracy']:.1%} "
+        f"(exact code count), a drawn length {metrics['val_drawn_error_frames']:.1f} frames off on average"
+    )
+
+
+def _add_length_estimator_args(
+    group: argparse._MutuallyExclusiveGroup, parser: argparse.ArgumentParser
+) -> None:
+    from motion_align.length_estimator import DEFAULT_MAX_FRAMES
+
+    group.add_argument(
+        "--length-estimator", default=None,
+        help="ask each caption for a length drawn from this estimator (`motion-align length-estimator`)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
+        help="longest length drawn from --length-estimator; longer draws are asked at this length",
+    )  # fmt: skip
+
+
 def _demo(args: argparse.Namespace) -> None:
     from motion_align.demo import DemoConfig, run_demo
 
@@ -150,7 +175,8 @@ def _generate(args: argparse.Namespace) -> None:
     if args.max_new_tokens is not None:
         sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
     model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
-    motions = generate_motions(model, tokenizer, motion_tokenizer, prompts, sampling, args.batch_size)
+    frames = _asked_frames(args, prompts)
+    motions = generate_motions(model, tokenizer, motion_tokenizer, prompts, sampling, args.batch_size, frames)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "generations.jsonl", "w", encoding="utf-8") as jsonl:
@@ -161,6 +187,18 @@ def _generate(args: argparse.Namespace) -> None:
         f"wrote {out}: {report['motions']} motions for {len(prompts)} prompts, {report['valid']} valid "
         f"({report['valid_share']:.1%}: 40-196 frames, no decoding problems)"
     )
+
+
+def _asked_frames(args: argparse.Namespace, captions: list[str]) -> list[int] | None:
+    """Each caption's asked length (``--frames`` or ``--length-estimator``), or None: plain prompts."""
+    if getattr(args, "frames", None) is not None:
+        return [args.frames] * len(captions)
+    if args.length_estimator is None:
+        return None
+    from motion_align.length_estimator import LengthEstimator
+
+    estimator = LengthEstimator.load(args.length_estimator)
+    return estimator.sample_frames(captions, seed=args.seed, max_frames=args.max_frames)
 
 
 def _validity(args: argparse.Namespace) -> None:
@@ -181,9 +219,20 @@ def _validity(args: argparse.Namespace) -> None:
     )
     model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
     captions = [p.caption.text for p in prompts]
-    motions = generate_motions(model, tokenizer, motion_tokenizer, captions, sampling, args.batch_size)
-    report = validity_report(motions, [len(p.item.features) for p in prompts])
-    report = {"model": str(args.model), "split": args.split, "sampling": vars(sampling), **report}
+    reference = [len(p.item.features) for p in prompts]
+    frames = reference if args.reference_lengths else _asked_frames(args, captions)
+    motions = generate_motions(
+        model, tokenizer, motion_tokenizer, captions, sampling, args.batch_size, frames
+    )
+    report = validity_report(motions, reference)
+    asked = "reference" if args.reference_lengths else args.length_estimator
+    report = {
+        "model": str(args.model),
+        "split": args.split,
+        "sampling": vars(sampling),
+        "lengths": asked,
+        **report,
+    }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -260,6 +309,16 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--overwrite", action="store_true")
     tokenize.set_defaults(func=_tokenize)
 
+    estimator = commands.add_parser(
+        "length-estimator",
+        help="train a caption-to-length estimator on a tokenized dataset (Guo et al. 2022)",
+    )
+    estimator.add_argument("--data", required=True, help="tokenized dataset (`motion-align tokenize`)")
+    estimator.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+    estimator.add_argument("--epochs", type=int, default=8)
+    estimator.add_argument("--seed", type=int, default=0)
+    estimator.set_defaults(func=_length_estimator)
+
     generate = commands.add_parser("generate", help="generate motions for captions with a trained policy")
     generate.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
     generate.add_argument(
@@ -283,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="constrained decoding: start token, 10-49 codes (40-196 frames), end token: always valid",
     )  # fmt: skip
     generate.add_argument("--seed", type=int, default=None)
+    lengths = generate.add_mutually_exclusive_group()
+    lengths.add_argument(
+        "--frames", type=int, default=None,
+        help="ask for this many frames (a policy trained with length_prompts)",
+    )  # fmt: skip
+    _add_length_estimator_args(lengths, generate)
     generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
     generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])
     generate.set_defaults(func=_generate)
@@ -301,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     validity.add_argument("--temperature", type=float, default=1.0)
     validity.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
     validity.add_argument("--grammar", action="store_true", help="constrained decoding (always valid)")
+    lengths = validity.add_mutually_exclusive_group()
+    lengths.add_argument(
+        "--reference-lengths", action="store_true",
+        help="ask each prompt for its corpus clip's length (a policy trained with length_prompts)",
+    )  # fmt: skip
+    _add_length_estimator_args(lengths, validity)
     validity.add_argument("--batch-size", type=int, default=32, help="captions per generate call")
     validity.add_argument("--out", default=None, help="also write the report to this JSON file")
     validity.set_defaults(func=_validity)

@@ -248,6 +248,13 @@ class MotionSFTConfig(SFTConfig):
         metadata={"help": "Upper bound on the text tokenizer's vocabulary (tiny/small presets)."},
     )
     policy_dropout: float = field(default=0.0, metadata={"help": "Dropout of every layer of the policy."})
+    length_prompts: bool = field(
+        default=False,
+        metadata={
+            "help": "Give each clip's duration in its prompt (format_prompt with frames). Such a policy is "
+            "prompted with a length: `motion-align generate --frames N` or `--length-estimator DIR`."
+        },
+    )
     # SFTConfig / TrainingArguments defaults changed for CPU runs
     bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (fails on CPU)."})
     gradient_checkpointing: bool | None = field(

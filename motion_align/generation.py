@@ -111,10 +111,14 @@ def usable_motion(problems: Sequence[str], features: np.ndarray | None) -> bool:
     return not problems and features is not None and MIN_FRAMES <= len(features) <= MAX_FRAMES
 
 
-def _encode_prompts(tokenizer: Any, captions: Sequence[str], family: str) -> dict[str, torch.Tensor]:
-    """Token ids of the formatted prompts, padded on the right (T5) or the left (LLaMA)."""
+def _encode_prompts(
+    tokenizer: Any, captions: Sequence[str], family: str, frames: Sequence[int | None] | None = None
+) -> dict[str, torch.Tensor]:
+    """Token ids of the formatted prompts (with each caption's ``frames`` when given), padded on the right
+    (T5) or the left (LLaMA)."""
     side = "right" if family == "t5" else "left"
-    prompts = [format_prompt(c) for c in captions]
+    frames = [None] * len(captions) if frames is None else frames
+    prompts = [format_prompt(c, n) for c, n in zip(captions, frames, strict=True)]
     return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
 
 
@@ -187,12 +191,19 @@ def _completion_rows(
 
 
 def generate_token_rows(
-    model: Any, tokenizer: Any, vocab: MotionVocab, captions: Sequence[str], sampling: SamplingConfig
+    model: Any,
+    tokenizer: Any,
+    vocab: MotionVocab,
+    captions: Sequence[str],
+    sampling: SamplingConfig,
+    frames: Sequence[int | None] | None = None,
 ) -> tuple[list[list[int]], list[Any]]:
     """Completion ids (each ending in eos) and motion decodings of ``captions``, ``num_samples`` per
-    caption, caption-major: one batched ``generate`` call with the KV cache."""
+    caption, caption-major: one batched ``generate`` call with the KV cache. ``frames``: each caption's
+    asked length, for a policy trained with ``length_prompts``."""
     family = policy_family(model)
-    inputs = {k: v.to(model.device) for k, v in _encode_prompts(tokenizer, captions, family).items()}
+    encoded = _encode_prompts(tokenizer, captions, family, frames)
+    inputs = {k: v.to(model.device) for k, v in encoded.items()}
     ids = vocab.ids(tokenizer)
     eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
     kwargs = sampling.generate_kwargs()
@@ -221,8 +232,12 @@ def generate_motions(
     prompts: Sequence[str],
     sampling: SamplingConfig | None = None,
     batch_size: int = 16,
+    frames: Sequence[int | None] | None = None,
 ) -> list[GeneratedMotion]:
     """Generate ``sampling.num_samples`` motions per caption in ``prompts`` (captions, not formatted).
+
+    ``frames`` gives each caption's asked length (the length-conditioned prompt of a policy trained with
+    ``length_prompts``; e.g. :meth:`motion_align.length_estimator.LengthEstimator.sample_frames`).
 
     Results are caption-major (all samples of caption 0 first). With ``sampling.seed`` set the run is
     reproducible (the global RNG state is restored afterwards); greedy results do not depend on
@@ -233,6 +248,8 @@ def generate_motions(
         raise ValueError("prompts must be a non-empty list of captions")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if frames is not None and len(frames) != len(prompts):
+        raise ValueError(f"frames has {len(frames)} lengths for {len(prompts)} prompts")
     vocab = MotionVocab.from_tokenizer(tokenizer)
     if vocab.codebook_size != motion_tokenizer.config.codebook_size:
         raise ValueError(
@@ -246,7 +263,8 @@ def generate_motions(
             torch.manual_seed(sampling.seed)
         for start in range(0, len(prompts), batch_size):
             captions = list(prompts[start : start + batch_size])
-            _, decoded = generate_token_rows(model, tokenizer, vocab, captions, sampling)
+            asked = None if frames is None else frames[start : start + batch_size]
+            _, decoded = generate_token_rows(model, tokenizer, vocab, captions, sampling, asked)
             features = _decode_features(motion_tokenizer, [d.codes for d in decoded])
             for n, (decoding, feats) in enumerate(zip(decoded, features)):
                 index = start + n // sampling.num_samples

@@ -19,6 +19,7 @@ leaves the next-token distribution over text nearly unchanged). Rows are padded 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ from motion_align.vocab import MotionVocab
 from motion_tokenizer.checkpoint import write_dir_atomic
 
 PROMPT_TEMPLATE = "Generate motion: {caption}"
+#: The length-conditioned prompt (``length_prompts`` in SFT; ``frames`` in generation). MotionGPT's
+#: instruction set has such text-to-motion templates too (``caption_framelen``: "... lasts for
+#: <Frame_Placeholder> frames ..."); the duration is given in seconds at HumanML3D's 20 fps.
+LENGTH_PROMPT_TEMPLATE = "Generate motion of {seconds:.1f} seconds: {caption}"
+FPS = 20
 VOCAB_FILE = "motion_vocab.json"
 ADAPTER_CONFIG = "adapter_config.json"
 PAD_TO_MULTIPLE_OF = 8
@@ -70,8 +76,9 @@ _LLAMA_COMMON: dict[str, Any] = dict(max_position_embeddings=1024, tie_word_embe
 _SHARED_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
 
 
-def format_prompt(caption: str) -> str:
-    """MotionGPT's text-to-motion prompt: ``"Generate motion: a person jumps twice."``.
+def format_prompt(caption: str, frames: int | None = None) -> str:
+    """MotionGPT's text-to-motion prompt: ``"Generate motion: a person jumps twice."``; with ``frames``
+    the length-conditioned one: ``"Generate motion of 4.8 seconds: a person jumps twice."`` (96 frames).
 
     The caption is stripped and ends in a sentence mark, adding a full stop when it has none (as nearly
     all HumanML3D captions and every corpus caption do). A decoder-only policy learns to start the motion
@@ -81,7 +88,11 @@ def format_prompt(caption: str) -> str:
     caption = caption.strip()
     if caption and caption[-1] not in ".!?":
         caption += "."
-    return PROMPT_TEMPLATE.format(caption=caption)
+    if frames is None:
+        return PROMPT_TEMPLATE.format(caption=caption)
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
+        raise ValueError(f"frames must be a positive number of frames, got {frames!r}")
+    return LENGTH_PROMPT_TEMPLATE.format(seconds=frames / FPS, caption=caption)
 
 
 def policy_family(model_or_config: Any) -> str:

@@ -39,7 +39,7 @@ def main() -> None:
     logger.info("%s policy: %.2fM parameters", config.family, model.num_parameters() / 1e6)
 
     # Data
-    dataset = load_sft_dataset(config.data_dir, config.codebook_size)
+    dataset = load_sft_dataset(config.data_dir, config.codebook_size, config.length_prompts)
     eval_dataset = dataset["val"] if config.eval_strategy != "no" else None
 
     # Training

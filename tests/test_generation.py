@@ -49,12 +49,14 @@ def motion_tokenizer(motion_tokenizer_dir):
     return MotionVQVAE.from_pretrained(str(motion_tokenizer_dir)).eval()
 
 
-def _examples(tokenizer, family: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input ids, labels) per caption: T5 input/target pairs, LLaMA prompt + motion + eos."""
+def _examples(
+    tokenizer, family: str, targets: dict[str, list[int]]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input ids, labels) per prompt: T5 input/target pairs, LLaMA prompt + motion + eos."""
     vocab = MotionVocab.from_tokenizer(tokenizer)
     out = []
-    for caption, codes in TARGETS.items():
-        prompt = tokenizer(format_prompt(caption)).input_ids
+    for text, codes in targets.items():
+        prompt = tokenizer(text).input_ids
         motion = vocab.codes_to_ids(codes, tokenizer) + [tokenizer.eos_token_id]
         if family == "t5":
             out.append((torch.tensor([prompt]), torch.tensor([motion])))
@@ -76,11 +78,15 @@ def _fits(model, examples, family: str) -> bool:
     return True
 
 
-def _train_policy(family: str, codebook_size: int, max_steps: int = 200, extra_steps: int = 10):
-    """A tiny policy trained (AdamW, lr 5e-3) until greedy decoding gives TARGETS, then a few steps more."""
+def _train_policy(
+    family: str, codebook_size: int, max_steps: int = 200, extra_steps: int = 10, targets=None, texts=TEXTS
+):
+    """A tiny policy trained (AdamW, lr 5e-3) until greedy decoding gives ``targets`` (formatted prompt ->
+    codes; default TARGETS), then a few steps more."""
     torch.manual_seed(0)
-    model, tokenizer = build_policy(family, "tiny", train_text_tokenizer(TEXTS, family), codebook_size)
-    examples = _examples(tokenizer, family)
+    targets = targets or {format_prompt(caption): codes for caption, codes in TARGETS.items()}
+    model, tokenizer = build_policy(family, "tiny", train_text_tokenizer(texts, family), codebook_size)
+    examples = _examples(tokenizer, family, targets)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     stop = max_steps
     for step in range(max_steps):
@@ -93,7 +99,7 @@ def _train_policy(family: str, codebook_size: int, max_steps: int = 200, extra_s
         optimizer.step()
         if stop == max_steps and step % 5 == 4 and _fits(model.eval(), examples, family):
             stop = step + 1 + extra_steps  # a margin, so batching and padding cannot flip an argmax
-    assert _fits(model.eval(), examples, family), f"the tiny {family} policy did not learn TARGETS"
+    assert _fits(model.eval(), examples, family), f"the tiny {family} policy did not learn its targets"
     return model.eval(), tokenizer
 
 
@@ -171,6 +177,37 @@ def test_sampling_is_seeded_and_gives_num_samples_per_prompt(family, policies, m
     assert [(m.prompt_index, m.sample) for m in runs[0]] == [(i, k) for i in range(2) for k in range(3)]
     assert [m.codes for m in runs[0]] == [m.codes for m in runs[1]]
     assert [m.codes for m in runs[0]] != [m.codes for m in runs[2]]
+
+
+# One caption, two asked lengths, two motions: 48 and 60 frames.
+LENGTH_TARGETS = {
+    format_prompt(CAPTIONS[0], 48): TARGETS[CAPTIONS[0]],
+    format_prompt(CAPTIONS[0], 60): TARGETS[CAPTIONS[2]],
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_frames_ask_a_length_conditioned_policy_for_its_length(
+    family, motion_tokenizer, motion_tokenizer_dir, tmp_path, capsys
+):
+    K = motion_tokenizer.config.codebook_size
+    model, tokenizer = _train_policy(family, K, targets=LENGTH_TARGETS, texts=[*LENGTH_TARGETS, TEXTS[-1]])
+    captions = [CAPTIONS[0], CAPTIONS[0]]
+    motions = generate_motions(model, tokenizer, motion_tokenizer, captions, GREEDY, frames=[48, 60])
+    assert [m.num_frames for m in motions] == [48, 60]
+    assert [m.codes for m in motions] == list(LENGTH_TARGETS.values())
+    with pytest.raises(ValueError, match="2 lengths for 1 prompts"):
+        generate_motions(model, tokenizer, motion_tokenizer, captions[:1], GREEDY, frames=[48, 60])
+    saved_dir = save_policy(model, tokenizer, tmp_path / "policy")
+    argv = ["generate", "--model", str(saved_dir), "--tokenizer", str(motion_tokenizer_dir), "--prompt",
+            CAPTIONS[0], "--greedy", "--num-samples", "1", "--out", str(tmp_path / "out"),
+            "--formats", "png"]  # fmt: skip
+    assert main([*argv, "--frames", "60"]) == 0
+    row = json.loads((tmp_path / "out" / "generations.jsonl").read_text())
+    assert row["num_frames"] == 60 and row["codes"] == TARGETS[CAPTIONS[2]]
+    with pytest.raises(SystemExit):  # one way of asking for a length at a time
+        main([*argv, "--frames", "60", "--length-estimator", str(tmp_path)])
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_llama_outputs_exclude_the_prompt(policies, motion_tokenizer, monkeypatch):

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -237,6 +238,11 @@ def test_preset_errors() -> None:
     assert PRESETS["t5"]["base"] == "google/flan-t5-base"
     assert format_prompt("  a man jumps ") == "Generate motion: a man jumps."
     assert format_prompt("a man jumps.") == format_prompt("a man jumps") and format_prompt("jump!")[-1] == "!"
+    assert format_prompt(" a man jumps", frames=96) == "Generate motion of 4.8 seconds: a man jumps."
+    assert format_prompt("a man jumps", frames=np.int64(196)).startswith("Generate motion of 9.8 seconds:")
+    for bad in (0, -4, 4.5, "96", True):
+        with pytest.raises(ValueError, match="frames must be a positive number"):
+            format_prompt("a man jumps", frames=bad)
 
 
 def test_preset_sizes() -> None:

@@ -64,6 +64,19 @@ def test_rows_are_one_prompt_completion_per_caption(tokenized):
     ]
     assert [(r["prompt"], r["completion"]) for r in rows] == expected
     assert rows[0]["prompt"].startswith("Generate motion: ") and rows[0]["completion"].startswith(vocab.som)
+    timed = load_sft_dataset(tokenized, length_prompts=True)["train"]
+    captions = [(c, 4 * len(it["codes"])) for it in items for c in it["captions"]]
+    assert [r["prompt"] for r in timed] == [format_prompt(c, frames) for c, frames in captions]
+    assert timed[0]["prompt"].startswith(f"Generate motion of {captions[0][1] / 20:.1f} seconds: ")
+    assert [r["completion"] for r in timed] == [c for _, c in expected]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_length_prompts_teach_the_tokenizer_their_numbers(family, tokenized, tmp_path):
+    _, tokenizer = get_sft_policy(sft_config(family, tokenized, tmp_path, "--length_prompts", "true"))
+    prompt = format_prompt("a man walks", 184)
+    assert tokenizer.unk_token_id not in tokenizer(prompt)["input_ids"]
+    assert tokenizer.decode(tokenizer(prompt)["input_ids"], skip_special_tokens=True).strip() == prompt
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -147,7 +160,7 @@ def test_resume_ends_with_the_uninterrupted_weights(tokenized, tmp_path):
 
 def test_every_sft_recipe_parses_and_unknown_keys_are_refused(tmp_path):
     paths = sorted((REPO / "recipes").glob("*/sft/*.yaml"))
-    assert len(paths) == 4
+    assert len(paths) == 5
     for path in paths:
         (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config(["--config", str(path)])
         assert config.family in FAMILIES and not config.bf16 and config.eval_strategy == "steps"

@@ -1,7 +1,8 @@
 """SFT examples from a tokenized dataset: one prompt-completion row per (item, caption).
 
 ``prompt`` is :func:`motion_align.policy.format_prompt` of the caption and ``completion`` the motion string
-of the item's codes (start token, code tokens, end token), TRL's prompt-completion convention. The text
+of the item's codes (start token, code tokens, end token), TRL's prompt-completion convention; with
+``length_prompts`` the prompt also gives the motion's duration (its codes x 4 frames). The text
 tokenizer's eos is not part of the completion: the trainer appends it (TRL adds it to a LLaMA completion,
 the T5 tokenizer appends ``</s>`` to the labels).
 """
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from motion_align.generation import FRAMES_PER_CODE
 from motion_align.policy import format_prompt
 from motion_align.vocab import MotionVocab
 
@@ -38,14 +40,18 @@ def read_codebook_size(data_dir: str | os.PathLike[str]) -> int:
     return info["codebook_size"]
 
 
-def sft_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[str, list[str]]:
-    """A batch of tokenized items -> a batch of prompt-completion rows, one per caption."""
+def sft_rows(
+    batch: dict[str, list[Any]], vocab: MotionVocab, length_prompts: bool = False
+) -> dict[str, list[str]]:
+    """A batch of tokenized items -> a batch of prompt-completion rows, one per caption; with
+    ``length_prompts`` each prompt names the duration its motion decodes to."""
     prompts: list[str] = []
     completions: list[str] = []
     for captions, codes in zip(batch["captions"], batch["codes"], strict=True):
         motion = vocab.codes_to_string(codes)
+        frames = len(codes) * FRAMES_PER_CODE if length_prompts else None
         for caption in captions:
-            prompts.append(format_prompt(caption))
+            prompts.append(format_prompt(caption, frames))
             completions.append(motion)
     return {"prompt": prompts, "completion": completions}
 
@@ -64,20 +70,28 @@ def real_motion_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[st
     return out
 
 
-def get_sft_dataset(tokenized: Any, codebook_size: int, num_proc: int | None = None) -> Any:
+def get_sft_dataset(
+    tokenized: Any, codebook_size: int, num_proc: int | None = None, length_prompts: bool = False
+) -> Any:
     """A Dataset or DatasetDict of ``{"prompt", "completion"}`` rows from a tokenized one (same splits)."""
     vocab = MotionVocab(codebook_size)
     columns = tokenized.column_names
     if isinstance(columns, dict):  # DatasetDict: the columns of any split
         columns = next(iter(columns.values()))
     return tokenized.map(
-        sft_rows, batched=True, fn_kwargs={"vocab": vocab}, remove_columns=columns, num_proc=num_proc
+        sft_rows,
+        batched=True,
+        fn_kwargs={"vocab": vocab, "length_prompts": length_prompts},
+        remove_columns=columns,
+        num_proc=num_proc,
     )
 
 
-def load_sft_dataset(data_dir: str | os.PathLike[str], codebook_size: int | None = None) -> Any:
+def load_sft_dataset(
+    data_dir: str | os.PathLike[str], codebook_size: int | None = None, length_prompts: bool = False
+) -> Any:
     """Load the tokenized DatasetDict at ``data_dir`` and turn every split into SFT rows."""
     import datasets
 
     size = read_codebook_size(data_dir) if codebook_size is None else codebook_size
-    return get_sft_dataset(datasets.load_from_disk(str(data_dir)), size)
+    return get_sft_dataset(datasets.load_from_disk(str(data_dir)), size, length_prompts=length_prompts)

@@ -30,7 +30,7 @@ from trl import SFTTrainer
 from trl.trainer.utils import pad
 
 from motion_align.data.sft import read_codebook_size, read_tokenization
-from motion_align.generation import record_motion_tokenizer
+from motion_align.generation import FRAMES_PER_CODE, MAX_FRAMES, MIN_FRAMES, record_motion_tokenizer
 from motion_align.policy import (
     build_policy,
     format_prompt,
@@ -153,6 +153,7 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     text tokenizer trained for the tiny/small presets on the prompts of ``corpus_dir``'s train captions (the
     template included, so "Generate motion:" becomes a few pieces rather than 17 single characters: on the
     demo's T5, 600 steps, the same val loss and validity, 10% faster), after seeding with ``config.seed``.
+    With ``config.length_prompts`` those prompts carry durations, so the tokenizer learns their numbers.
     """
     set_seed(config.seed)  # the same initial weights in every process and every run
     if config.model_name_or_path:
@@ -167,7 +168,12 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     tokenizer = None
     if config.preset in ("tiny", "small"):
         corpus = config.corpus_dir or _recorded_corpus(config.data_dir)
-        prompts = [format_prompt(caption) for caption in corpus_captions(corpus, "train")]
+        captions = corpus_captions(corpus, "train")
+        if config.length_prompts:  # every duration 40, 44, ..., 196 frames, in turn over the captions
+            lengths = range(MIN_FRAMES, MAX_FRAMES + 1, FRAMES_PER_CODE)
+            prompts = [format_prompt(c, lengths[n % len(lengths)]) for n, c in enumerate(captions)]
+        else:
+            prompts = [format_prompt(caption) for caption in captions]
         tokenizer = train_text_tokenizer(prompts, config.family, vocab_size=config.text_vocab_size)
     return build_policy(config.family, config.preset, tokenizer, codebook_size, dropout=config.policy_dropout)
 
