@@ -343,5 +343,9 @@ def test_cli_validity_reports_by_corpus_clip_length(
     assert f"{report['valid']} of 5 motions valid" in printed and "corpus clip frames" in printed
     assert main([*argv, "--grammar"]) == 0  # valid by construction
     assert json.loads(out.read_text())["valid"] == 5
+    assert main([*argv, "--reference-lengths"]) == 0  # each prompt asks for its clip's length
+    assert json.loads(out.read_text())["lengths"] == "reference" and report["lengths"] is None
+    assert main([*argv, "--length-estimator", str(tmp_path / "no-estimator")]) == 2
+    assert "no-estimator" in capsys.readouterr().err
     assert main([*argv[:-2], "--split", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
