@@ -244,16 +244,23 @@ def _validity(args: argparse.Namespace) -> None:
     print("\n".join(reference_length_table(report["by_reference_length"])))
 
 
+def _named_folders(specs: list[str], flag: str) -> dict[str, str]:
+    """``["NAME=FOLDER", ...]`` -> ``{NAME: FOLDER}``."""
+    named = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"{flag} expects NAME=FOLDER, got {spec!r}")
+        named[name] = path
+    return named
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from motion_align.evaluation.protocol import ProtocolConfig
     from motion_align.evaluation.runner import run_evaluation
 
-    policies = {}
-    for spec in args.policy:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--policy expects NAME=FOLDER, got {spec!r}")
-        policies[name] = path
+    policies = _named_folders(args.policy, "--policy")
+    estimators = _named_folders(args.length_estimator, "--length-estimator")
     config = ProtocolConfig(
         split=args.split,
         num_prompts=args.num_prompts,
@@ -265,8 +272,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     run_evaluation(
-        args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge
-    )
+        args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge,
+        estimators, args.max_frames,
+    )  # fmt: skip
     print((Path(args.out) / "metrics.md").read_text(encoding="utf-8"), end="")
 
 
@@ -383,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--evaluator", required=True, help="evaluator folder (recipes/train_evaluator.py)")
     evaluate.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
     evaluate.add_argument("--policy", action="append", default=[], help="NAME=FOLDER; repeatable")
+    evaluate.add_argument(
+        "--length-estimator", action="append", default=[],
+        help="NAME=FOLDER: ask policy NAME (trained with length_prompts) for lengths drawn from it",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="longest length drawn from a --length-estimator (default 184)",
+    )
     evaluate.add_argument("--motion-tokenizer", default=None, help="also evaluate its reconstructions")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--num-prompts", type=int, default=None, help="default: every item of the split")

@@ -182,6 +182,13 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     assert set(json.loads((out / "metrics.json").read_text())["rows"]) == {"real", "sft"}
     assert "| sft |" in (out / "metrics.md").read_text()
     assert main([*args[:-2], "--policy", "no-equals-sign", "--out", str(out)]) == 2
+    # a policy asked for lengths drawn from a text-to-length estimator trained on the demo's codes
+    estimator = tmp_path / "length-estimator"
+    assert main(["length-estimator", "--data", summary["tokenized"]["path"], "--out", str(estimator),
+                 "--epochs", "1"]) == 0  # fmt: skip
+    assert main([*args, "--length-estimator", f"sft={estimator}"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["rows"]["sft"]["length_estimator"] == str(estimator)
+    assert main([*args, "--length-estimator", f"other={estimator}"]) == 2
 
 
 def test_comparison_caption_places_every_panel():

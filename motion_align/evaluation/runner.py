@@ -35,9 +35,13 @@ def run_evaluation(
     policies: dict[str, str] | None = None,
     motion_tokenizer: str | None = None,
     judge: bool = True,
+    length_estimators: dict[str, str] | None = None,
+    max_frames: int | None = None,
 ) -> dict:
     """Evaluates the real motions, the reconstructions of ``motion_tokenizer`` (if given) and each policy
-    of ``policies`` (name -> policy folder, with the motion tokenizer it records). Returns the record."""
+    of ``policies`` (name -> policy folder, with the motion tokenizer it records). A policy named in
+    ``length_estimators`` (name -> estimator folder) is asked for lengths drawn from it. Returns the
+    record."""
     from motion_align.generation import load_generator
 
     started = time.perf_counter()
@@ -53,10 +57,23 @@ def run_evaluation(
         from motion_tokenizer import MotionVQVAE
 
         rows["reconstruction"] = evaluation.reconstructions(MotionVQVAE.from_pretrained(motion_tokenizer))
+    length_estimators = length_estimators or {}
+    unknown = set(length_estimators) - set(policies or {})
+    if unknown:
+        raise ValueError(f"length estimators for policies not evaluated: {sorted(unknown)}")
     for name, path in (policies or {}).items():
         model, tokenizer, policy_motion_tokenizer = load_generator(path)
-        generate = policy_generator(model, tokenizer, policy_motion_tokenizer, config.batch_size)
+        estimator = None
+        if name in length_estimators:
+            from motion_align.length_estimator import LengthEstimator
+
+            estimator = LengthEstimator.load(length_estimators[name])
+        generate = policy_generator(
+            model, tokenizer, policy_motion_tokenizer, config.batch_size, estimator, max_frames
+        )
         rows[name] = {**evaluation.generations(generate), "policy": str(path)}
+        if estimator is not None:
+            rows[name]["length_estimator"] = str(length_estimators[name])
         logger.info("%s: R@1 %.3f", name, rows[name]["metrics"]["R@1"]["mean"])
     record = {
         "label": LABEL,
