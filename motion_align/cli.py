@@ -83,15 +83,13 @@ def _length_estimator(args: argparse.Namespace) -> None:
 def _add_length_estimator_args(
     group: argparse._MutuallyExclusiveGroup, parser: argparse.ArgumentParser
 ) -> None:
-    from motion_align.length_estimator import DEFAULT_MAX_FRAMES
-
     group.add_argument(
         "--length-estimator", default=None,
         help="ask each caption for a length drawn from this estimator (`motion-align length-estimator`)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
-        help="longest length drawn from --length-estimator; longer draws are asked at this length",
+        "--max-frames", type=int, default=None,
+        help="longest length drawn from --length-estimator (default 184); longer draws are asked at it",
     )  # fmt: skip
 
 

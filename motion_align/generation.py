@@ -30,7 +30,8 @@ from motion_align.vocab import MotionVocab
 MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps
 FRAMES_PER_CODE = 4
 # 49 codes for 196 frames, start and end tokens, eos (T5 appends one), and some slack.
-DEFAULT_MAX_NEW_TOKENS = MAX_FRAMES // FRAMES_PER_CODE + 3 + 8
+MIN_CODES, MAX_CODES = -(-MIN_FRAMES // FRAMES_PER_CODE), MAX_FRAMES // FRAMES_PER_CODE  # 10, 49
+DEFAULT_MAX_NEW_TOKENS = MAX_CODES + 3 + 8
 MOTION_TOKENIZER_FILE = "motion_tokenizer.json"  # {"path": ...} in a policy folder (relative to it)
 
 
@@ -146,8 +147,7 @@ class _MotionGrammar(LogitsProcessor):
     def __init__(self, ids: Sequence[int], codebook_size: int, eos: int, prompt_length: int) -> None:
         self.first_code, self.som, self.eom = ids[0], ids[codebook_size], ids[codebook_size + 1]
         self.codebook_size, self.eos, self.prompt_length = codebook_size, eos, prompt_length
-        self.min_codes = -(-MIN_FRAMES // FRAMES_PER_CODE)
-        self.max_codes = MAX_FRAMES // FRAMES_PER_CODE
+        self.min_codes, self.max_codes = MIN_CODES, MAX_CODES
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         generated = input_ids[:, self.prompt_length :]

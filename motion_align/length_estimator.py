@@ -28,12 +28,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from motion_align.generation import FRAMES_PER_CODE, MAX_FRAMES, MIN_FRAMES
+from motion_align.generation import FRAMES_PER_CODE, MAX_CODES, MAX_FRAMES, MIN_CODES, MIN_FRAMES
 from motion_tokenizer.checkpoint import write_dir_atomic
 
 CONFIG_FILE = "length_estimator.json"
 WEIGHTS_FILE = "model.safetensors"
-MIN_CODES, MAX_CODES = -(-MIN_FRAMES // FRAMES_PER_CODE), MAX_FRAMES // FRAMES_PER_CODE  # 10, 49
 DEFAULT_MAX_FRAMES = 184  # 46 codes: room for a length-conditioned policy's overshoot below 196
 MAX_WORDS = 64
 PAD, UNK = "<pad>", "<unk>"
@@ -82,9 +81,10 @@ class LengthEstimator(nn.Module):
         return frames, self(self.encode(captions)).softmax(-1)
 
     def sample_frames(
-        self, captions: Sequence[str], seed: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES
+        self, captions: Sequence[str], seed: int | None = None, max_frames: int | None = None
     ) -> list[int]:
-        """One drawn length per caption, in frames; a draw above ``max_frames`` is ``max_frames``."""
+        """One drawn length per caption, in frames; a draw above ``max_frames`` (None: 184) is asked at it."""
+        max_frames = DEFAULT_MAX_FRAMES if max_frames is None else max_frames
         if not MIN_FRAMES <= max_frames <= MAX_FRAMES:
             raise ValueError(f"max_frames must be within {MIN_FRAMES}..{MAX_FRAMES}, got {max_frames}")
         frames, probs = self.frame_distribution(captions)

@@ -238,15 +238,15 @@ def policy_generator(
 ) -> Callable:  # fmt: skip
     """The ``generate`` callable of :meth:`Evaluation.generations` for a policy (temperature 1). With a
     :class:`~motion_align.length_estimator.LengthEstimator` (for a policy trained with ``length_prompts``)
-    each caption is asked for a length drawn from it with the round's seed, ``max_frames`` at most."""
+    each caption is asked for a length drawn from it with the round's seed, ``max_frames`` at most (None:
+    the estimator's default)."""
     from motion_align.generation import SamplingConfig, generate_motions
 
     def generate(captions: list[str], num_samples: int, seed: int) -> list[np.ndarray | None]:
         sampling = SamplingConfig(num_samples=num_samples, seed=seed)
         frames = None
         if length_estimator is not None:
-            cap = {} if max_frames is None else {"max_frames": max_frames}
-            frames = length_estimator.sample_frames(captions, seed=seed, **cap)
+            frames = length_estimator.sample_frames(captions, seed=seed, max_frames=max_frames)
         return [m.features for m in generate_motions(model, tokenizer, motion_tokenizer, captions, sampling,
                                                       max(1, batch_size // num_samples), frames)]  # fmt: skip
 
