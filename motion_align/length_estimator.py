@@ -88,9 +88,7 @@ class LengthEstimator(nn.Module):
         if not MIN_FRAMES <= max_frames <= MAX_FRAMES:
             raise ValueError(f"max_frames must be within {MIN_FRAMES}..{MAX_FRAMES}, got {max_frames}")
         frames, probs = self.frame_distribution(captions)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        drawn = torch.multinomial(probs, 1, generator=generator).squeeze(1).tolist()
-        return [min(frames[n], max_frames) for n in drawn]
+        return [min(frames[n], max_frames) for n in _draw(probs, seed).tolist()]
 
     def save(self, out: str | os.PathLike[str], metrics: dict[str, Any] | None = None) -> Path:
         """Write ``model.safetensors`` and ``length_estimator.json`` into ``out``, atomically."""
@@ -135,6 +133,12 @@ class LengthEstimator(nn.Module):
         except RuntimeError as error:
             raise ValueError(f"{weights}: does not fit {path} ({error})") from None
         return model.eval()
+
+
+def _draw(probs: torch.Tensor, seed: int | None) -> torch.Tensor:
+    """One class index per row of ``probs`` (B, classes), seeded when ``seed`` is given."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 def _rows(split: Any) -> tuple[list[str], torch.Tensor]:
@@ -200,7 +204,7 @@ def evaluate_length_estimator(
 ) -> dict[str, float]:
     """NLL and top-1 accuracy of the code count, and the mean |drawn - true| length in frames."""
     _, probs = model.frame_distribution(captions)
-    drawn = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed)).squeeze(1)
+    drawn = _draw(probs, seed)
     return {
         "val_nll": nn.functional.nll_loss(probs.clamp(min=1e-12).log(), classes).item(),
         "val_accuracy": (probs.argmax(-1) == classes).float().mean().item(),

@@ -42,6 +42,7 @@ from transformers import (
 )
 
 from motion_align.lora import declare_untied_output, num_rows
+from motion_align.motion.skeleton import FPS
 from motion_align.text_tokenizer import FAMILIES
 from motion_align.vocab import MotionVocab
 from motion_tokenizer.checkpoint import write_dir_atomic
@@ -51,7 +52,6 @@ PROMPT_TEMPLATE = "Generate motion: {caption}"
 #: instruction set has such text-to-motion templates too (``caption_framelen``: "... lasts for
 #: <Frame_Placeholder> frames ..."); the duration is given in seconds at HumanML3D's 20 fps.
 LENGTH_PROMPT_TEMPLATE = "Generate motion of {seconds:.1f} seconds: {caption}"
-FPS = 20
 VOCAB_FILE = "motion_vocab.json"
 ADAPTER_CONFIG = "adapter_config.json"
 PAD_TO_MULTIPLE_OF = 8
