@@ -85,7 +85,7 @@ def _add_length_estimator_args(
 ) -> None:
     group.add_argument(
         "--length-estimator", default=None,
-        help="ask each caption for a length drawn from this estimator (`motion-align length-estimator`)",
+        help="ask each sample for a length drawn from this estimator (`motion-align length-estimator`)",
     )  # fmt: skip
     parser.add_argument(
         "--max-frames", type=int, default=None,
@@ -173,7 +173,7 @@ def _generate(args: argparse.Namespace) -> None:
     if args.max_new_tokens is not None:
         sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
     model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
-    frames = _asked_frames(args, prompts)
+    frames = _asked_frames(args, prompts, args.num_samples)
     motions = generate_motions(model, tokenizer, motion_tokenizer, prompts, sampling, args.batch_size, frames)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,8 +187,9 @@ def _generate(args: argparse.Namespace) -> None:
     )
 
 
-def _asked_frames(args: argparse.Namespace, captions: list[str]) -> list[int] | None:
-    """Each caption's asked length (``--frames`` or ``--length-estimator``), or None: plain prompts."""
+def _asked_frames(args: argparse.Namespace, captions: list[str], samples: int = 1) -> list[int] | None:
+    """The asked lengths, or None (plain prompts): ``--frames`` for every caption, or ``--length-estimator``
+    draws, one per sample (``samples`` per caption, caption-major)."""
     if getattr(args, "frames", None) is not None:
         return [args.frames] * len(captions)
     if args.length_estimator is None:
@@ -196,7 +197,8 @@ def _asked_frames(args: argparse.Namespace, captions: list[str]) -> list[int] | 
     from motion_align.length_estimator import LengthEstimator
 
     estimator = LengthEstimator.load(args.length_estimator)
-    return estimator.sample_frames(captions, seed=args.seed, max_frames=args.max_frames)
+    rows = [caption for caption in captions for _ in range(samples)]
+    return estimator.sample_frames(rows, seed=args.seed, max_frames=args.max_frames)
 
 
 def _validity(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +236,9 @@ def generate_motions(
 ) -> list[GeneratedMotion]:
     """Generate ``sampling.num_samples`` motions per caption in ``prompts`` (captions, not formatted).
 
-    ``frames`` gives each caption's asked length (the length-conditioned prompt of a policy trained with
-    ``length_prompts``; e.g. :meth:`motion_align.length_estimator.LengthEstimator.sample_frames`).
+    ``frames`` gives the asked lengths (the length-conditioned prompt of a policy trained with
+    ``length_prompts``; e.g. :meth:`motion_align.length_estimator.LengthEstimator.sample_frames`): one per
+    caption, shared by its samples, or one per sample, caption-major.
 
     Results are caption-major (all samples of caption 0 first). With ``sampling.seed`` set the run is
     reproducible (the global RNG state is restored afterwards); greedy results do not depend on
@@ -248,8 +249,22 @@ def generate_motions(
         raise ValueError("prompts must be a non-empty list of captions")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if frames is not None and len(frames) != len(prompts):
-        raise ValueError(f"frames has {len(frames)} lengths for {len(prompts)} prompts")
+    samples = sampling.num_samples
+    if frames is not None and len(frames) not in (len(prompts), len(prompts) * samples):
+        raise ValueError(
+            f"frames has {len(frames)} lengths for {len(prompts)} prompts: give one per prompt or one per "
+            f"sample ({len(prompts) * samples})"
+        )
+    if frames is not None and samples > 1 and len(frames) == len(prompts) * samples:
+        # each sample its own length: one row per sample, numbered back to (caption, sample) below
+        per_sample = replace(sampling, num_samples=1)
+        rows = [caption for caption in prompts for _ in range(samples)]
+        motions = generate_motions(
+            model, tokenizer, motion_tokenizer, rows, per_sample, batch_size * samples, frames
+        )
+        for n, motion in enumerate(motions):
+            motion.prompt_index, motion.sample = divmod(n, samples)
+        return motions
     vocab = MotionVocab.from_tokenizer(tokenizer)
     if vocab.codebook_size != motion_tokenizer.config.codebook_size:
         raise ValueError(

@@ -198,6 +198,14 @@ def test_frames_ask_a_length_conditioned_policy_for_its_length(
     assert [m.codes for m in motions] == list(LENGTH_TARGETS.values())
     with pytest.raises(ValueError, match="2 lengths for 1 prompts"):
         generate_motions(model, tokenizer, motion_tokenizer, captions[:1], GREEDY, frames=[48, 60])
+    # one length per sample: both samples of the one caption, each with its own length
+    two = replace(GREEDY, num_samples=2)
+    motions = generate_motions(model, tokenizer, motion_tokenizer, captions[:1], two, frames=[48, 60])
+    assert [(m.prompt, m.prompt_index, m.sample, m.num_frames) for m in motions] == [
+        (CAPTIONS[0], 0, 0, 48), (CAPTIONS[0], 0, 1, 60)
+    ]
+    with pytest.raises(ValueError, match="one per prompt or one per sample"):
+        generate_motions(model, tokenizer, motion_tokenizer, captions[:1], two, frames=[48, 60, 60])
     saved_dir = save_policy(model, tokenizer, tmp_path / "policy")
     argv = ["generate", "--model", str(saved_dir), "--tokenizer", str(motion_tokenizer_dir), "--prompt",
             CAPTIONS[0], "--greedy", "--num-samples", "1", "--out", str(tmp_path / "out"),

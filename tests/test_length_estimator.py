@@ -101,3 +101,13 @@ def test_cli_trains_and_reports(tokenized, tmp_path, capsys):
     assert "val NLL" in capsys.readouterr().out and (out / CONFIG_FILE).is_file()
     assert main(["length-estimator", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_generate_asks_each_sample_for_its_own_drawn_length(estimator_dir):
+    from argparse import Namespace
+
+    from motion_align.cli import _asked_frames
+
+    args = Namespace(frames=None, length_estimator=str(estimator_dir), seed=0, max_frames=196)
+    asked = _asked_frames(args, ["someone waves", SHORT], samples=20)  # "someone waves": 40 or 180 frames
+    assert len(asked) == 40 and {40, 180} <= set(asked[:20]) and sum(f == 40 for f in asked[20:]) >= 15
