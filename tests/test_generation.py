@@ -202,7 +202,8 @@ def test_frames_ask_a_length_conditioned_policy_for_its_length(
     two = replace(GREEDY, num_samples=2)
     motions = generate_motions(model, tokenizer, motion_tokenizer, captions[:1], two, frames=[48, 60])
     assert [(m.prompt, m.prompt_index, m.sample, m.num_frames) for m in motions] == [
-        (CAPTIONS[0], 0, 0, 48), (CAPTIONS[0], 0, 1, 60)
+        (CAPTIONS[0], 0, 0, 48),
+        (CAPTIONS[0], 0, 1, 60),
     ]
     with pytest.raises(ValueError, match="one per prompt or one per sample"):
         generate_motions(model, tokenizer, motion_tokenizer, captions[:1], two, frames=[48, 60, 60])
