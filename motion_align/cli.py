@@ -273,7 +273,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
     run_evaluation(
         args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge,
-        estimators, args.max_frames,
+        estimators, args.max_frames, args.grammar,
     )  # fmt: skip
     print((Path(args.out) / "metrics.md").read_text(encoding="utf-8"), end="")
 
@@ -401,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="longest length drawn from a --length-estimator (default 184)",
     )
+    evaluate.add_argument(
+        "--grammar", action="append", default=[], metavar="NAME",
+        help="decode policy NAME with the motion grammar (constrained decoding, every motion valid)",
+    )  # fmt: skip
     evaluate.add_argument("--motion-tokenizer", default=None, help="also evaluate its reconstructions")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--num-prompts", type=int, default=None, help="default: every item of the split")

@@ -189,6 +189,9 @@ def test_demo_writes_report_and_summary_and_reuses_stages(tmp_path):
     assert main([*args, "--length-estimator", f"sft={estimator}"]) == 0
     assert json.loads((out / "metrics.json").read_text())["rows"]["sft"]["length_estimator"] == str(estimator)
     assert main([*args, "--length-estimator", f"other={estimator}"]) == 2
+    assert main([*args, "--grammar", "sft"]) == 0  # the same policy, decoded with the motion grammar
+    assert json.loads((out / "metrics.json").read_text())["rows"]["sft"]["motion_grammar"] is True
+    assert main([*args, "--grammar", "other"]) == 2
 
 
 def test_comparison_caption_places_every_panel():

@@ -11,6 +11,7 @@ import torch
 from conftest import tiny_tokenizer_config
 
 from motion_align.cli import main
+from motion_align.evaluation.protocol import policy_generator
 from motion_align.generation import (
     GeneratedMotion,
     SamplingConfig,
@@ -267,6 +268,13 @@ def test_motion_grammar_makes_even_an_untrained_policy_valid(family, motion_toke
         model, tokenizer, motion_tokenizer, CAPTIONS, replace(sampling, motion_grammar=False)
     )
     assert not all(m.valid for m in unconstrained)  # the grammar, not the model, made them valid
+    # `motion-align evaluate --grammar NAME` decodes the policy's samples the same way
+    for grammar in (True, False):
+        generate = policy_generator(model, tokenizer, motion_tokenizer, motion_grammar=grammar)
+        features = generate(CAPTIONS, 4, 0)
+        frames = [0 if f is None else len(f) for f in features]
+        assert len(frames) == 4 * len(CAPTIONS)
+        assert all(40 <= n <= 196 for n in frames) is grammar
 
 
 def test_a_t5_with_a_deeper_decoder_samples_as_without_the_cache(motion_tokenizer, tmp_path, monkeypatch):

@@ -234,16 +234,16 @@ class Evaluation:
 
 def policy_generator(
     model: Any, tokenizer: Any, motion_tokenizer: Any, batch_size: int = 64, length_estimator: Any = None,
-    max_frames: int | None = None,
+    max_frames: int | None = None, motion_grammar: bool = False,
 ) -> Callable:  # fmt: skip
     """The ``generate`` callable of :meth:`Evaluation.generations` for a policy (temperature 1). With a
     :class:`~motion_align.length_estimator.LengthEstimator` (for a policy trained with ``length_prompts``)
     each caption is asked for a length drawn from it with the round's seed, ``max_frames`` at most (None:
-    the estimator's default)."""
+    the estimator's default). ``motion_grammar``: constrained decoding, every motion valid."""
     from motion_align.generation import SamplingConfig, generate_motions
 
     def generate(captions: list[str], num_samples: int, seed: int) -> list[np.ndarray | None]:
-        sampling = SamplingConfig(num_samples=num_samples, seed=seed)
+        sampling = SamplingConfig(num_samples=num_samples, seed=seed, motion_grammar=motion_grammar)
         frames = None
         if length_estimator is not None:
             frames = length_estimator.sample_frames(captions, seed=seed, max_frames=max_frames)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,12 @@ def run_evaluation(
     judge: bool = True,
     length_estimators: dict[str, str] | None = None,
     max_frames: int | None = None,
+    grammar: Collection[str] = (),
 ) -> dict:
     """Evaluates the real motions, the reconstructions of ``motion_tokenizer`` (if given) and each policy
     of ``policies`` (name -> policy folder, with the motion tokenizer it records). A policy named in
-    ``length_estimators`` (name -> estimator folder) is asked for lengths drawn from it. Returns the
+    ``length_estimators`` (name -> estimator folder) is asked for lengths drawn from it; one named in
+    ``grammar`` is decoded with the motion grammar (``SamplingConfig.motion_grammar``). Returns the
     record."""
     from motion_align.generation import load_generator
 
@@ -58,9 +61,10 @@ def run_evaluation(
 
         rows["reconstruction"] = evaluation.reconstructions(MotionVQVAE.from_pretrained(motion_tokenizer))
     length_estimators = length_estimators or {}
-    unknown = set(length_estimators) - set(policies or {})
-    if unknown:
-        raise ValueError(f"length estimators for policies not evaluated: {sorted(unknown)}")
+    for option, names in (("length estimators", length_estimators), ("grammar", grammar)):
+        unknown = set(names) - set(policies or {})
+        if unknown:
+            raise ValueError(f"{option} for policies not evaluated: {sorted(unknown)}")
     for name, path in (policies or {}).items():
         model, tokenizer, policy_motion_tokenizer = load_generator(path)
         estimator = None
@@ -69,9 +73,12 @@ def run_evaluation(
 
             estimator = LengthEstimator.load(length_estimators[name])
         generate = policy_generator(
-            model, tokenizer, policy_motion_tokenizer, config.batch_size, estimator, max_frames
-        )
+            model, tokenizer, policy_motion_tokenizer, config.batch_size, estimator, max_frames,
+            name in grammar,
+        )  # fmt: skip
         rows[name] = {**evaluation.generations(generate), "policy": str(path)}
+        if name in grammar:
+            rows[name]["motion_grammar"] = True
         if estimator is not None:
             rows[name]["length_estimator"] = str(length_estimators[name])
         logger.info("%s: R@1 %.3f", name, rows[name]["metrics"]["R@1"]["mean"])
