@@ -225,7 +225,7 @@ def _validity(args: argparse.Namespace) -> None:
         model, tokenizer, motion_tokenizer, captions, sampling, args.batch_size, frames
     )
     report = validity_report(motions, reference)
-    asked = "reference" if args.reference_lengths else args.length_estimator
+    asked = "reference" if args.reference_lengths else args.frames or args.length_estimator
     report = {
         "model": str(args.model),
         "split": args.split,
@@ -241,6 +241,9 @@ def _validity(args: argparse.Namespace) -> None:
         f"frames, no decoding problem); too short {report['too_short']}, too long {report['too_long']}; "
         f"problems: {report['problems'] or 'none'}"
     )
+    frames = report["frames"]
+    print(f"frames: min {frames['min']}, median {frames['median']:g}, mean {frames['mean']:.1f}, "
+          f"max {frames['max']}")  # fmt: skip
     print("\n".join(reference_length_table(report["by_reference_length"])))
 
 
@@ -379,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-lengths", action="store_true",
         help="ask each prompt for its corpus clip's length (a policy trained with length_prompts)",
     )  # fmt: skip
+    lengths.add_argument("--frames", type=int, default=None, help="ask every prompt for this many frames")
     _add_length_estimator_args(lengths, validity)
     validity.add_argument("--batch-size", type=int, default=32, help="captions per generate call")
     validity.add_argument("--out", default=None, help="also write the report to this JSON file")

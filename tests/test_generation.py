@@ -358,10 +358,13 @@ def test_cli_validity_reports_by_corpus_clip_length(
     assert report["motions"] == 5 and report["split"] == "train" and report["sampling"]["seed"] == 0
     assert sum(band["motions"] for band in report["by_reference_length"]) == 5
     assert f"{report['valid']} of 5 motions valid" in printed and "corpus clip frames" in printed
+    assert f"frames: min {report['frames']['min']}, median " in printed
     assert main([*argv, "--grammar"]) == 0  # valid by construction
     assert json.loads(out.read_text())["valid"] == 5
     assert main([*argv, "--reference-lengths"]) == 0  # each prompt asks for its clip's length
     assert json.loads(out.read_text())["lengths"] == "reference" and report["lengths"] is None
+    assert main([*argv, "--frames", "60"]) == 0  # every prompt asks for 60 frames
+    assert json.loads(out.read_text())["lengths"] == 60
     assert main([*argv, "--length-estimator", str(tmp_path / "no-estimator")]) == 2
     assert "no-estimator" in capsys.readouterr().err
     assert main([*argv[:-2], "--split", "nope"]) == 2
