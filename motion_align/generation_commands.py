@@ -116,7 +116,7 @@ def _generate(args: argparse.Namespace) -> None:
 def _asked_frames(args: argparse.Namespace, captions: list[str], samples: int = 1) -> list[int] | None:
     """The asked lengths, or None (plain prompts): ``--frames`` for every caption, or ``--length-estimator``
     draws, one per sample (``samples`` per caption, caption-major)."""
-    if getattr(args, "frames", None) is not None:
+    if args.frames is not None:
         return [args.frames] * len(captions)
     if args.length_estimator is None:
         return None
