@@ -13,8 +13,9 @@ subprocess (``--worker <run-json>`` prints one JSON line) so that its peak memor
 - T5 + LoRA and full fine-tuning with ``MotionDPOTrainer``; stock TRL is tried once on T5 and its error is
   shown (TRL 1.12's ``DPOTrainer`` is causal-only).
 
-LoRA is ``motion_align.lora.get_peft_config`` with ``lora_dropout=0`` for both trainers: stock TRL turns all
-dropout off, LoRA's included, and ours keeps LoRA's, so a nonzero rate would not be the same computation.
+LoRA is ``motion_align.policy.lora.get_peft_config`` with ``lora_dropout=0`` for both trainers: stock TRL
+turns all dropout off, LoRA's included, and ours keeps LoRA's, so a nonzero rate would not be the same
+computation.
 pairs/s = pairs of the ``--steps`` timed steps / their wall time, from step end to step end after
 ``--warmup`` steps. Memory on CUDA: ``torch.cuda.max_memory_allocated`` during training and its increase over
 the allocation right before. On CPU: the process's peak RSS (``ru_maxrss``) and the training peak's increase
@@ -52,12 +53,12 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from motion_align.lora import get_peft_config
-from motion_align.policy import build_policy, format_prompt
-from motion_align.preference_configs import MotionDPOConfig
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.trainers.dpo import MotionDPOTrainer
-from motion_align.vocab import MotionVocab
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import build_policy, format_prompt
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
+from motion_align.trainers.dpo_config import MotionDPOConfig
+from motion_align.trainers.dpo_trainer import MotionDPOTrainer
 
 CODEBOOK_SIZE = 512
 TEXT_VOCAB_SIZE = 1000

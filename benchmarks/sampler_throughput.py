@@ -37,16 +37,16 @@ from typing import Any
 import datasets
 import torch
 
-from motion_align.generation import load_generator, record_motion_tokenizer
-from motion_align.lora import get_peft_config
-from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
-from motion_align.preference_configs import MotionSoPoConfig
+from motion_align.policy.generation import load_generator, record_motion_tokenizer
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
-from motion_align.semi_online import CandidateSampler
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.trainers.sopo import MotionSoPoTrainer
-from motion_align.trainers.sopo_setup import get_real_motion_datasets, get_sopo_models
-from motion_align.vocab import MotionVocab
+from motion_align.trainers.recipe import load_motion_tokenizer
+from motion_align.trainers.sopo_config import MotionSoPoConfig
+from motion_align.trainers.sopo_sampler import CandidateSampler
+from motion_align.trainers.sopo_trainer import MotionSoPoTrainer, get_real_motion_datasets, load_reward_model
 
 WAYS = ("batched (ours)", "per-prompt loop", "per-sample loop")
 
@@ -135,7 +135,7 @@ def measure_training_share(paths: dict[str, Path], k: int, batch_size: int, step
             save_strategy="no", report_to="none", disable_tqdm=True, seed=seed,
         )  # fmt: skip
         model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
-        vq, reward = get_sopo_models(config)
+        reward, vq = load_reward_model(config), load_motion_tokenizer(config)
         data = get_real_motion_datasets(config, MotionVocab.from_tokenizer(tokenizer).codebook_size)
         peft_config = get_peft_config(model, tokenizer)
         trainer = MotionSoPoTrainer(model, config, reward, vq, processing_class=tokenizer,

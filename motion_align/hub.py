@@ -1,7 +1,5 @@
-"""Push a LoRA adapter to the Hugging Face Hub with a model card: ``motion-align push``.
-
-motion-align push --adapter outputs/ipo/adapter --repo-id user/motion-ipo-lora [--private]
-    [--token-env HF_TOKEN] [--base-model ID] [--metrics eval/metrics.json] [--command "accelerate ..."]
+"""Push a LoRA adapter to the Hugging Face Hub with a model card (the command line is
+:mod:`motion_align.cli.push`: ``motion-align push``).
 
 The card is read from ``training_info.json`` in the adapter folder when present, a JSON object with any
 of these keys (flags override them): ``base_model`` (Hub id or path of the policy the adapter was trained
@@ -18,12 +16,10 @@ refused if any file to upload contains the token it is made with.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import socket
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -142,7 +138,7 @@ def _card_body(info: ModelCardInfo, family: str | None, lora: dict[str, Any], me
     command = redact(info.command) if info.command else missing
     fence = "`" * max([3, *(len(run) + 1 for run in re.findall("`+", command))])  # longer than any inside
     lines += ["", "## Command", "", f"{fence}bash", command, fence, "", "## How to load", "", "```python",
-              "from peft import PeftModel", "from motion_align.policy import load_policy", "",
+              "from peft import PeftModel", "from motion_align.policy.model import load_policy", "",
               f'base, tokenizer = load_policy("{base}", dropout=0.0)',
               f'model = PeftModel.from_pretrained(base, "{info.repo_id or "<repo_id>"}")']  # fmt: skip
     if not _is_hub_id(info.base_model):
@@ -204,7 +200,7 @@ def upload_files(folder: Path) -> list[str]:
     return list(filter_repo_objects(names, allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS))
 
 
-def _auth_help(repo_id: str, why: str) -> str:
+def auth_help(repo_id: str, why: str) -> str:
     return f"{why}: set HF_TOKEN or run `hf auth login`; the token needs write access to {repo_id}"
 
 
@@ -218,7 +214,7 @@ def _hub_errors(endpoint: str, repo_id: str, revision: str | None):
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else None
         if status in (401, 403):
-            raise HubPushError(_auth_help(repo_id, f"the Hub at {endpoint} answered {status}")) from err
+            raise HubPushError(auth_help(repo_id, f"the Hub at {endpoint} answered {status}")) from err
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise HubPushError(f"the Hub at {endpoint} refused the push to {repo_id}: {first}") from err
     except (httpx.TransportError, ConnectionError, TimeoutError, socket.gaierror) as err:
@@ -250,7 +246,7 @@ def push_adapter(
     folder = check_adapter_folder(folder)
     token = token or get_token()
     if not token:
-        raise HubPushError(_auth_help(repo_id, "no Hub token found"))
+        raise HubPushError(auth_help(repo_id, "no Hub token found"))
     api = HfApi(token=token)
     with _hub_errors(api.endpoint, repo_id, revision):
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
@@ -307,42 +303,3 @@ def card_info_from_folder(folder: str | os.PathLike[str], **overrides: Any) -> M
         if info.get(key) is not None and not isinstance(info[key], kind):
             raise ValueError(f"{path}: field {key!r} must be of type {kind.__name__}, got {info[key]!r}")
     return ModelCardInfo(**info)
-
-
-def run_push(args: argparse.Namespace) -> int:
-    """Handler of ``motion-align push``: prints the commit URL and returns 0; exits with 1 on HubPushError."""
-    metrics = metrics_from_file(args.metrics, args.metrics_row) if args.metrics else None
-    given = dict(base_model=args.base_model, motion_tokenizer=args.motion_tokenizer, dataset=args.dataset,
-                 rows=args.rows, method=args.method, license=args.license, recipe=args.recipe,
-                 command=args.training_command, metrics=metrics)  # fmt: skip
-    info = card_info_from_folder(args.adapter, **given)
-    token = os.environ.get(args.token_env) or None
-    try:
-        if token is None and args.token_env != "HF_TOKEN":
-            raise HubPushError(_auth_help(args.repo_id, f"environment variable {args.token_env} is not set"))
-        url = push_adapter(args.adapter, args.repo_id, token=token, private=args.private,
-                           commit_message=args.commit_message, card=info, revision=args.revision)  # fmt: skip
-    except HubPushError as err:
-        print(f"motion-align push: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-    print(url)
-    return 0
-
-
-def add_push_command(commands: Any) -> argparse.ArgumentParser:
-    """Register ``push`` on an argparse subparsers object; its handler is :func:`run_push`."""
-    push = commands.add_parser("push", help="push a LoRA adapter and its model card to the Hugging Face Hub")
-    push.add_argument("--adapter", required=True, help="adapter folder (peft save_pretrained)")
-    push.add_argument("--repo-id", required=True, help="Hub repo, e.g. user/motion-ipo-lora")
-    push.add_argument("--private", action="store_true", help="create the repo private")
-    push.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding the token")
-    push.add_argument("--revision", default=None, help="an existing branch (default: main)")
-    push.add_argument("--commit-message", default="Upload LoRA adapter (motion-align)")
-    push.add_argument("--metrics", default=None, help="metrics JSON (flat, or motion-align evaluate's)")
-    push.add_argument("--metrics-row", default=None, help="row of an evaluate metrics.json")
-    push.add_argument("--command", dest="training_command", default=None, help="the training command")
-    for name in ("base-model", "motion-tokenizer", "dataset", "method", "license", "recipe"):
-        push.add_argument(f"--{name}", default=None, help=f"card's {name} (default: {TRAINING_INFO})")
-    push.add_argument("--rows", type=int, default=None, help=f"preference rows (default: {TRAINING_INFO})")
-    push.set_defaults(func=run_push)
-    return push

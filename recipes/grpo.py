@@ -13,36 +13,38 @@ to <output_dir>, checkpoints next to them.
 """
 
 import logging
-import sys
 
-import torch.distributed as dist
 from trl import GRPOTrainer, TrlParser
 
-from motion_align.hub import push_recipe_output
-from motion_align.rl_configs import MotionGRPOConfig
-from motion_align.trainers.dpo_setup import AdapterCheckpointCallback
-from motion_align.trainers.grpo_setup import (
-    get_grpo_policy,
-    get_grpo_prompts,
-    get_reward_functions,
-    grpo_training_info,
-    save_grpo_result,
+from motion_align.trainers.grpo_config import MotionGRPOConfig
+from motion_align.trainers.grpo_trainer import get_grpo_prompts, get_reward_functions, save_grpo_result
+from motion_align.trainers.recipe import (
+    AdapterCheckpointCallback,
+    end_processes,
+    get_policy,
+    load_motion_tokenizer,
+    recipe_main,
+    require_decoder_only,
+    resume_flag,
+    setup_logging,
+    take_push_flag,
+    training_info,
 )
-from motion_align.trainers.sopo_setup import load_motion_tokenizer
 
 logger = logging.getLogger("grpo")
 
 
 def main() -> None:
     # Logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     (config,) = TrlParser((MotionGRPOConfig,)).parse_args_and_config()
-    push, config.push_to_hub = config.push_to_hub, False  # pushed once at the end, with our model card
+    push = take_push_flag(config)
     logger.info("world size %d, G %d, rewards %s", config.world_size, config.num_generations,
                 config.reward_functions)  # fmt: skip
 
-    # Models: the policy, its motion tokenizer and the rewards that score its motions
-    model, tokenizer, peft_config = get_grpo_policy(config)
+    # Models: the decoder-only policy, its motion tokenizer and the rewards that score its motions
+    model, tokenizer, peft_config = get_policy(config)
+    require_decoder_only(model, config, "GRPOTrainer", "recipes/ppo.py")
     reward_funcs = get_reward_functions(config, tokenizer, load_motion_tokenizer(config))
 
     # Data: one prompt per caption, ending with the start-of-motion token
@@ -50,28 +52,16 @@ def main() -> None:
     logger.info("%d training prompts", len(prompts))
 
     # Training
-    info = grpo_training_info(config, len(prompts))
+    info = training_info(config, "GRPO", "recipes/grpo.py", len(prompts))
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=prompts,
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=[AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
-    checkpoint = config.resume_from_checkpoint
-    result = trainer.train(resume_from_checkpoint=True if checkpoint in ("true", "latest") else checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_flag(config))
 
     # Save (every process), and push
-    out = save_grpo_result(trainer, config, tokenizer, info, result.metrics)
-    if out is not None:
-        logger.info("saved the aligned policy to %s", out)
-        if push:
-            logger.info("pushed to %s", push_recipe_output(out, config))
-
-    # Clean exit of every process
-    trainer.accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    save_grpo_result(trainer, tokenizer, config, info, result.metrics, push)
+    end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FileNotFoundError as error:  # a missing policy, dataset or retrieval model: say how to make it
-        sys.exit(f"recipes/grpo.py: error: {error}")
+    recipe_main(main, "recipes/grpo.py")

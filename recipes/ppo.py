@@ -15,54 +15,54 @@ Writes the adapter, tokenizer, motion_vocab.json, motion_tokenizer.json, trainin
 """
 
 import logging
-import sys
 import time
 
-import torch.distributed as dist
 from trl import TrlParser
 
-from motion_align.rl_configs import MotionPPOConfig
-from motion_align.trainers.dpo_setup import get_dpo_policy
-from motion_align.trainers.ppo import MotionPPOTrainer
-from motion_align.trainers.ppo_setup import (
+from motion_align.trainers.ppo_config import MotionPPOConfig
+from motion_align.trainers.ppo_trainer import (
+    MotionPPOTrainer,
     get_prompt_dataset,
     get_reward_and_value,
-    ppo_training_info,
     save_ppo_result,
+)
+from motion_align.trainers.recipe import (
+    end_processes,
+    get_policy,
+    recipe_main,
+    resume_flag,
+    setup_logging,
+    training_info,
 )
 
 logger = logging.getLogger("ppo")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Logging
+    setup_logging()
     (config,) = TrlParser((MotionPPOConfig,)).parse_args_and_config()
 
     # Models and prompts
-    model, tokenizer, peft_config = get_dpo_policy(config)
+    model, tokenizer, peft_config = get_policy(config)
     reward, value = get_reward_and_value(config, tokenizer)
     prompts = get_prompt_dataset(config, tokenizer)
-    logger.info("%d prompts; reward: %s", len(prompts), config.reward_function or config.reward_model_path)
+    logger.info("%d prompts; reward: %s", len(prompts), config.reward)
 
     # Training
     trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_flag(config))
     seconds = time.perf_counter() - start
 
     # Save
     trainer.save_model(config.output_dir)
     if trainer.accelerator.is_main_process:
-        info = ppo_training_info(config, len(prompts))
+        info = training_info(config, "PPO", "recipes/ppo.py", len(prompts))
         out = save_ppo_result(trainer, tokenizer, config, info, seconds)
         logger.info("saved to %s after %.0f s", out, seconds)
-    trainer.accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FileNotFoundError as error:
-        sys.exit(f"recipes/ppo.py: error: {error}")
+    recipe_main(main, "recipes/ppo.py")

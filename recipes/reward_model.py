@@ -11,21 +11,31 @@ held-out pairs, and their gap) and training_curves.png to <output_dir>. recipes/
 """
 
 import logging
-import sys
 
-import torch.distributed as dist
 from trl import TrlParser
 
-from motion_align.rl_configs import MotionRewardConfig
-from motion_align.trainers.dpo_setup import get_preference_datasets
-from motion_align.trainers.reward import MotionRewardTrainer
-from motion_align.trainers.reward_setup import get_reward_model, pair_rows, reward_report, save_reward_model
+from motion_align.trainers.recipe import (
+    end_processes,
+    get_preference_datasets,
+    recipe_main,
+    resume_flag,
+    setup_logging,
+)
+from motion_align.trainers.reward_config import MotionRewardConfig
+from motion_align.trainers.reward_trainer import (
+    MotionRewardTrainer,
+    get_reward_model,
+    pair_rows,
+    reward_report,
+    save_reward_model,
+)
 
 logger = logging.getLogger("reward_model")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Logging
+    setup_logging()
     (config,) = TrlParser((MotionRewardConfig,)).parse_args_and_config()
 
     # Model and pairs
@@ -36,8 +46,7 @@ def main() -> None:
     # Training
     trainer = MotionRewardTrainer(model, config, tokenizer, train_dataset=data["train"],
                                   eval_dataset=data["eval"])  # fmt: skip
-    checkpoint = config.resume_from_checkpoint
-    trainer.train(resume_from_checkpoint=True if checkpoint in ("true", "latest") else checkpoint)
+    trainer.train(resume_from_checkpoint=resume_flag(config))
     report = reward_report(trainer, data)
 
     # Save
@@ -45,13 +54,8 @@ def main() -> None:
     if trainer.accelerator.is_main_process:
         out = save_reward_model(trainer, tokenizer, config, report)
         logger.info("saved to %s: %s", out, report)
-    trainer.accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FileNotFoundError as error:
-        sys.exit(f"recipes/reward_model.py: error: {error}")
+    recipe_main(main, "recipes/reward_model.py")

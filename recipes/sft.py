@@ -12,25 +12,26 @@ Writes the policy (safetensors, tokenizer, motion_vocab.json) to <output_dir>, t
 checkpoint-* folders and trainer_state.json next to it, and sft_run.json (world size, metrics).
 """
 
-import json
 import logging
-from pathlib import Path
 
-import torch.distributed as dist
 from trl import TrlParser
 
-from motion_align.configs import MotionSFTConfig
-from motion_align.data.sft import load_sft_dataset, read_tokenization
-from motion_align.generation import record_motion_tokenizer
-from motion_align.trainers import get_sft_trainer
-from motion_align.trainers.sft import get_sft_policy, save_sft_policy
+from motion_align.data.sft import load_sft_dataset
+from motion_align.trainers.recipe import end_processes, recipe_main, resume_flag, setup_logging
+from motion_align.trainers.sft_config import MotionSFTConfig
+from motion_align.trainers.sft_trainer import (
+    final_eval_metrics,
+    get_sft_policy,
+    get_sft_trainer,
+    save_sft_policy,
+)
 
 logger = logging.getLogger("sft")
 
 
 def main() -> None:
     # Logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config()
     logger.info("world size %d, device %s", config.world_size, config.device)
 
@@ -44,31 +45,15 @@ def main() -> None:
 
     # Training
     trainer = get_sft_trainer(model, tokenizer, config, dataset["train"], eval_dataset)
-    checkpoint = config.resume_from_checkpoint
-    if checkpoint in ("true", "True", "latest"):
-        checkpoint = True
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    evals = [log for log in trainer.state.log_history if "eval_loss" in log]
-    metrics = evals[-1] if evals and evals[-1]["step"] == trainer.state.global_step else {}
-    if eval_dataset is not None and not metrics:
-        metrics = trainer.evaluate()
+    result = trainer.train(resume_from_checkpoint=resume_flag(config))
+    metrics = final_eval_metrics(trainer, eval_dataset)
 
     # Save
     if trainer.accelerator.is_main_process:
-        trainer.save_state()
-        save_sft_policy(trainer, tokenizer, config.output_dir)
-        motion_tokenizer = read_tokenization(config.data_dir).get("motion_tokenizer")
-        if motion_tokenizer:  # lets `motion-align generate --model <output_dir>` find its VQ-VAE
-            record_motion_tokenizer(config.output_dir, motion_tokenizer)
         run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
-        (Path(config.output_dir) / "sft_run.json").write_text(json.dumps(run, indent=2) + "\n")
-        logger.info("saved the policy to %s", config.output_dir)
-
-    # Clean exit of every process
-    trainer.accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+        logger.info("saved the policy to %s", save_sft_policy(trainer, tokenizer, config, run))
+    end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    main()
+    recipe_main(main, "recipes/sft.py")

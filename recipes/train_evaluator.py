@@ -10,37 +10,8 @@ Writes <output_dir>/{config.json, model.safetensors, log.jsonl, training_config.
 checkpoint-*}; eval_results.json holds held-out R@1/2/3 and MM-Dist of real pairs and R@1 of shuffled ones.
 """
 
-import json
-import logging
-
-import torch.distributed as dist
-from accelerate import Accelerator
-from trl import TrlParser
-
-from motion_align.configs import EvaluatorTrainingConfig
-from motion_align.rewards.evaluator_training import train_evaluator
-
-
-def main() -> None:
-    # Logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (config,) = TrlParser((EvaluatorTrainingConfig,)).parse_args_and_config()
-    accelerator = Accelerator()
-    logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
-
-    # Training, saving and evaluation
-    try:
-        record = train_evaluator(config, accelerator)
-    except (FileNotFoundError, ValueError) as error:  # bad data folder, checkpoint or setting
-        raise SystemExit(f"train_evaluator: error: {error}") from None
-    if accelerator.is_main_process:
-        print(json.dumps(record, indent=2))
-
-    # Clean exit of every process
-    accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
+from motion_align.evaluation.evaluator_training import EvaluatorTrainingConfig, train_evaluator
+from motion_align.training.loop import run_training_recipe
 
 if __name__ == "__main__":
-    main()
+    run_training_recipe(EvaluatorTrainingConfig, train_evaluator, "recipes/train_evaluator.py")

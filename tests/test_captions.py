@@ -12,7 +12,7 @@ import pytest
 
 from motion_align.data import caption_lexicon as lex
 from motion_align.data.captions import caption_events, tag_caption
-from motion_align.data.events import ACTIONS, MAX_COUNT, Event
+from motion_align.motion.events import ACTIONS, MAX_COUNT, Event
 
 _WORD = re.compile(r"[a-z0-9]+")
 _TOKEN = re.compile(r"^([a-z]+)/([A-Z]+)$")

@@ -16,11 +16,11 @@ from transformers.integrations.neftune import activate_neftune
 from trl import DPOConfig, DPOTrainer
 
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS
-from motion_align.lora import get_peft_config
-from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
-from motion_align.preference_configs import MotionDPOConfig
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.trainers.dpo import MotionDPOTrainer
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.trainers.dpo_config import MotionDPOConfig
+from motion_align.trainers.dpo_trainer import MotionDPOTrainer
 
 K = 16
 CAPTIONS, DEGREES = PAIR_CAPTIONS, PAIR_DEGREES
@@ -284,3 +284,14 @@ def test_every_dpo_recipe_parses():
         assert config.beta == 0.1 and config.lora_r == 8 and config.lora_alpha == 16
     with pytest.raises(ValueError, match="degree_use"):
         MotionDPOConfig(output_dir="x", degree_use="weights")
+
+
+def test_bad_loss_settings_are_refused_by_the_config(tmp_path):
+    with pytest.raises(ValueError, match="loss_type must be one of"):
+        MotionDPOConfig(output_dir=str(tmp_path), loss_type="kto")
+    with pytest.raises(ValueError, match="loss_type must be one of"):
+        MotionDPOConfig(output_dir=str(tmp_path), loss_type=["ipo", "sigmoid"])
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        MotionDPOConfig(output_dir=str(tmp_path), beta=0.0)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 0.5\]"):
+        MotionDPOConfig(output_dir=str(tmp_path), label_smoothing=0.6)

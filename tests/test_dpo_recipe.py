@@ -17,11 +17,11 @@ from hub_stand_in import FAKE_TOKEN
 from peft import PeftModel
 
 from motion_align.data.preferences import save_preferences
-from motion_align.policy import build_policy, load_policy, save_policy
-from motion_align.preference_configs import MotionDPOConfig
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.trainers.dpo import MotionDPOTrainer
-from motion_align.trainers.dpo_setup import get_dpo_policy, get_preference_datasets
+from motion_align.policy.model import build_policy, load_policy, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.trainers.dpo_config import MotionDPOConfig
+from motion_align.trainers.dpo_trainer import MotionDPOTrainer
+from motion_align.trainers.recipe import get_policy, get_preference_datasets
 
 K = 16
 
@@ -122,7 +122,7 @@ def test_recipe_without_its_inputs_says_how_to_create_them(tmp_path):
     )
     config.model_name_or_path = str(tmp_path / "outputs/demo/policy-t5")
     with pytest.raises(FileNotFoundError, match="make demo"):
-        get_dpo_policy(config)
+        get_policy(config)
 
 
 def test_degree_filter_fraction_and_split_are_recipe_knobs(inputs, tmp_path):
@@ -170,7 +170,7 @@ def test_qlora_trains_a_lora_adapter_on_a_4bit_base(inputs, tmp_path, family):
         "0",
     ]
     config = parse_recipe(MotionDPOConfig, f"recipes/{family}/dpo_ipo/config_ipo_qlora.yaml", *flags)
-    model, tokenizer, peft_config = get_dpo_policy(config)
+    model, tokenizer, peft_config = get_policy(config)
     assert model.is_loaded_in_4bit
     data = get_preference_datasets(config)
     trainer = MotionDPOTrainer(

@@ -10,16 +10,16 @@ import torch
 from conftest import REPO, parse_recipe
 from trl import TrlParser
 
-from motion_align.configs import EvaluatorTrainingConfig
 from motion_align.data.captions import tag_caption
-from motion_align.rewards.evaluator import EvaluatorConfig, MotionTextEvaluator, contrastive_loss
-from motion_align.rewards.evaluator_training import (
+from motion_align.evaluation.evaluator import EvaluatorConfig, MotionTextEvaluator, contrastive_loss
+from motion_align.evaluation.evaluator_training import (
+    EvaluatorTrainingConfig,
     TextMotionPairs,
     build_model,
     evaluate_retrieval,
     train_evaluator,
 )
-from motion_align.rewards.text_features import POS_CLASSES, WordVectorizer, load_glove
+from motion_align.evaluation.text_features import POS_CLASSES, WordVectorizer, load_glove
 from motion_tokenizer.checkpoint import CheckpointError
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion_align.data.events import Event
 from motion_align.data.synth import synthesize
 from motion_align.evaluation.event_agreement import format_agreement, judge_agreement, main
+from motion_align.motion.events import Event
 from motion_align.motion.features import features_from_joints, joints_from_features, mirror_joints
 from motion_align.motion.humanml3d import MotionFormatError
 from motion_align.rewards.event_judge import EventJudge

@@ -12,7 +12,7 @@ from conftest import tiny_tokenizer_config
 
 from motion_align.cli import main
 from motion_align.evaluation.protocol import policy_generator
-from motion_align.generation import (
+from motion_align.policy.generation import (
     GeneratedMotion,
     SamplingConfig,
     generate_motions,
@@ -20,10 +20,10 @@ from motion_align.generation import (
     record_motion_tokenizer,
     validity_report,
 )
-from motion_align.policy import build_policy, format_prompt, save_policy
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.tokenizer_training import train_tokenizer
-from motion_align.vocab import MotionVocab
+from motion_align.policy.model import build_policy, format_prompt, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
+from motion_align.training.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
 FAMILIES = ("t5", "llama")

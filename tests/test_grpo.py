@@ -13,18 +13,21 @@ import pytest
 import torch
 from conftest import REPO, parse_recipe
 
-from motion_align.policy import load_policy
-from motion_align.rl_configs import MotionGRPOConfig
-from motion_align.trainers.grpo_setup import (
+from motion_align.policy.model import load_policy
+from motion_align.policy.vocab import MotionVocab
+from motion_align.trainers.grpo_config import MotionGRPOConfig
+from motion_align.trainers.grpo_trainer import (
     GRPO_RUN,
-    get_grpo_policy,
     get_grpo_prompts,
     get_reward_functions,
-    grpo_training_info,
     save_grpo_result,
 )
-from motion_align.trainers.sopo_setup import load_motion_tokenizer
-from motion_align.vocab import MotionVocab
+from motion_align.trainers.recipe import (
+    get_policy,
+    load_motion_tokenizer,
+    require_decoder_only,
+    training_info,
+)
 
 RECIPE = "recipes/llama/grpo/config_grpo_lora.yaml"
 REWARD_NAMES = ["event_judge_reward", "retrieval_reward"]
@@ -95,8 +98,9 @@ def test_reward_functions_score_motions_and_give_0_to_text(policy_artifacts, tmp
 
 def test_t5_policy_is_refused(policy_artifacts, tmp_path):
     config = grpo_config(policy_artifacts, tmp_path, "--model_name_or_path", str(policy_artifacts["t5"]))
+    model = get_policy(config)[0]
     with pytest.raises(ValueError, match=r"t5.*GRPOTrainer is decoder-only.*recipes/ppo\.py"):
-        get_grpo_policy(config)
+        require_decoder_only(model, config, "GRPOTrainer", "recipes/ppo.py")
 
 
 def test_grpo_lora_trains_the_adapter_only_and_saves_a_loadable_policy(policy_artifacts, tmp_path):
@@ -108,7 +112,7 @@ def test_grpo_lora_trains_the_adapter_only_and_saves_a_loadable_policy(policy_ar
     # step has none).
     flags = "--per_device_train_batch_size 8 --num_generations 8 --max_steps 3 --logging_steps 1"
     config = grpo_config(policy_artifacts, tmp_path, *flags.split(), "--save_strategy", "no")
-    model, tokenizer, peft_config = get_grpo_policy(config)
+    model, tokenizer, peft_config = get_policy(config)
     rewards = get_reward_functions(config, tokenizer, load_motion_tokenizer(config))
     items = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"]
     fitted = {captions[0] for captions in items["captions"][:6]}  # the captions the fixture fitted it on
@@ -131,8 +135,8 @@ def test_grpo_lora_trains_the_adapter_only_and_saves_a_loadable_policy(policy_ar
         for name in REWARD_NAMES:
             assert 0.0 <= entry[f"rewards/{name}/mean"] <= 1.0
 
-    info = grpo_training_info(config, len(prompts))
-    out = save_grpo_result(trainer, config, tokenizer, info, result.metrics)
+    info = training_info(config, "GRPO", "recipes/grpo.py", len(prompts))
+    out = save_grpo_result(trainer, tokenizer, config, info, result.metrics)
     saved = json.loads((out / "training_info.json").read_text())
     assert saved["method"] == "GRPO-LoRA" and saved["hyperparameters"]["num_generations"] == 8
     assert len(json.loads((out / GRPO_RUN).read_text())["rewards"]) == 3

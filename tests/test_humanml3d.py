@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motion_align.data.events import Event
 from motion_align.data.text_motion import iter_items, to_dataset
+from motion_align.motion.events import Event
 from motion_align.motion.humanml3d import (
     Caption,
     Clip,

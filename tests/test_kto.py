@@ -18,11 +18,12 @@ from safetensors.torch import load_file
 from trl import KTOTrainer
 
 from motion_align.data.preferences import save_preferences
-from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
-from motion_align.preference_configs import MotionDPOConfig, MotionKTOConfig
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.trainers.dpo import MotionDPOTrainer
-from motion_align.vocab import MotionVocab
+from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
+from motion_align.trainers.dpo_config import MotionDPOConfig
+from motion_align.trainers.dpo_trainer import MotionDPOTrainer
+from motion_align.trainers.kto_config import MotionKTOConfig
 
 K = 16
 RECIPE = "recipes/llama/kto/config_kto_lora.yaml"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from motion_align.cli import main
-from motion_align.length_estimator import (
+from motion_align.policy.length_estimator import (
     CONFIG_FILE,
     LengthEstimator,
     caption_words,
@@ -106,7 +106,7 @@ def test_cli_trains_and_reports(tokenized, tmp_path, capsys):
 def test_generate_asks_each_sample_for_its_own_drawn_length(estimator_dir):
     from argparse import Namespace
 
-    from motion_align.generation_commands import _asked_frames
+    from motion_align.cli.generation import _asked_frames
 
     args = Namespace(frames=None, length_estimator=str(estimator_dir), seed=0, max_frames=196)
     asked = _asked_frames(args, ["someone waves", SHORT], samples=20)  # "someone waves": 40 or 180 frames

@@ -19,13 +19,13 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from motion_align.lora import (
+from motion_align.policy.lora import (
     declare_untied_output,
     get_peft_config,
     motion_token_ids,
     trainable_parameter_report,
 )
-from motion_align.vocab import MotionVocab
+from motion_align.policy.vocab import MotionVocab
 
 K = 8
 CASES = ["t5_tied", "t5_untied", "llama_untied", "llama_tied"]

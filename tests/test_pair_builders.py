@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import tiny_tokenizer_config
 
-from motion_align.data.events import Event
+from motion_align.cli.pairs import REPORT_FILE, add_pairs_command
 from motion_align.data.pair_builders import (
     JudgeScorer,
     MeanScorer,
@@ -26,16 +26,16 @@ from motion_align.data.pair_builders import (
     pair_candidates,
     within_prompt_ranks,
 )
-from motion_align.data.pairs_command import REPORT_FILE, add_pairs_command
 from motion_align.data.preferences import COLUMNS, DEGREES, load_preferences, validate_preferences
 from motion_align.data.text_motion import iter_items
 from motion_align.data.tokenized import encode_clips
-from motion_align.generation import GeneratedMotion, record_motion_tokenizer
-from motion_align.policy import build_policy, format_prompt, save_policy
+from motion_align.motion.events import Event
+from motion_align.policy.generation import GeneratedMotion, record_motion_tokenizer
+from motion_align.policy.model import build_policy, format_prompt, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.tokenizer_training import train_tokenizer
-from motion_align.vocab import MotionVocab
+from motion_align.training.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
 SCHEMA = [*COLUMNS, "chosen_score", "rejected_score"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from motion_align.policy import (
+from motion_align.policy.model import (
     PRESETS,
     build_policy,
     format_prompt,
@@ -20,8 +20,8 @@ from motion_align.policy import (
     policy_family,
     save_policy,
 )
-from motion_align.text_tokenizer import corpus_captions, train_text_tokenizer
-from motion_align.vocab import MotionVocab
+from motion_align.policy.text_tokenizer import corpus_captions, train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
 
 K = 16  # codebook size of every test policy
 FAMILIES = ("t5", "llama")

@@ -12,18 +12,24 @@ import sys
 import datasets
 import pytest
 import torch
+from safetensors.torch import load_file
 from conftest import REPO
 
-from motion_align.causal_view import pad_rows, query_ids, response_ids
-from motion_align.lora import get_peft_config
-from motion_align.policy import load_policy
+from motion_align.policy.causal_view import pad_rows, query_ids, response_ids
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import load_policy
+from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import EventJudgeReward, RetrievalReward
 from motion_align.rewards.retrieval import TextMotionRetrieval
 from motion_align.rewards.reward_model import MotionRewardModel
-from motion_align.rl_configs import MotionPPOConfig
-from motion_align.trainers.ppo import MotionPPOTrainer, PPOReward, QueryCollator
-from motion_align.trainers.ppo_setup import CURVES, get_prompt_dataset
-from motion_align.vocab import MotionVocab
+from motion_align.trainers.ppo_config import MotionPPOConfig
+from motion_align.trainers.ppo_trainer import (
+    CURVES,
+    MotionPPOTrainer,
+    PPOReward,
+    QueryCollator,
+    get_prompt_dataset,
+)
 from motion_tokenizer import MotionVQVAE
 
 
@@ -205,7 +211,9 @@ def test_ppo_recipe_on_two_processes_saves_a_loadable_adapter_and_curves(
     assert run["world_size"] == 2 and len(run["log"]) == 2
     assert (out / "training_curves.png").is_file()
     info = json.loads((out / "training_info.json").read_text())
-    assert info["method"] == "PPO-LoRA" and info["reward"] == str(reward_models[family])
+    assert info["method"] == "PPO-LoRA" and info["hyperparameters"]["reward"] == str(reward_models[family])
+    adapter = load_file(out / "adapter_model.safetensors")  # LoRA's B starts at zero: nonzero B means it moved
+    assert any(name.endswith("lora_B.weight") and weight.abs().sum() > 0 for name, weight in adapter.items())
     model, _ = load_policy(out)
     assert model is not None
 

@@ -23,8 +23,8 @@ from motion_align.data.preferences import (
     to_trainer_rows,
     validate_preferences,
 )
-from motion_align.policy import format_prompt
-from motion_align.vocab import MotionVocab
+from motion_align.policy.model import format_prompt
+from motion_align.policy.vocab import MotionVocab
 
 K = 16
 VOCAB = MotionVocab(K)

@@ -18,20 +18,20 @@ from hub_stand_in import FAKE_TOKEN
 from huggingface_hub import ModelCard, constants
 from peft import PeftModel, get_peft_model
 
+from motion_align.cli.push import add_push_command
 from motion_align.hub import (
     HubPushError,
     ModelCardInfo,
-    add_push_command,
     build_model_card,
     card_info_from_folder,
     metrics_from_file,
     push_adapter,
     write_model_card,
 )
-from motion_align.lora import get_peft_config
-from motion_align.policy import build_policy, format_prompt, load_policy, save_policy
-from motion_align.text_tokenizer import train_text_tokenizer
-from motion_align.vocab import MotionVocab
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
+from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.vocab import MotionVocab
 
 K = 8
 CAPTIONS = ["a person jumps twice", "someone waves a hand", "a person walks forward and turns"]

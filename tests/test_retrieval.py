@@ -12,12 +12,12 @@ from conftest import REPO, parse_recipe
 from safetensors.torch import load_file
 from trl import TrlParser
 
-from motion_align.configs import RetrievalTrainingConfig
 from motion_align.motion.humanml3d import MotionFormatError
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
 from motion_align.rewards.retrieval_data import CaptionedMotions, embed_caption_table
 from motion_align.rewards.retrieval_loss import filtered_info_nce
 from motion_align.rewards.retrieval_training import (
+    RetrievalTrainingConfig,
     build_model,
     retrieval_figures,
     train_retrieval,

@@ -14,21 +14,25 @@ import torch.nn.functional as F
 from conftest import REPO, parse_recipe
 from datasets import Dataset
 
-from motion_align.causal_view import (
+from motion_align.data.preferences import save_preferences
+from motion_align.policy.causal_view import (
     EncoderDecoderAsCausalLM,
     motion_boundary,
     pad_rows,
     query_ids,
     response_ids,
 )
-from motion_align.data.preferences import save_preferences
-from motion_align.losses import bradley_terry_loss
-from motion_align.policy import format_prompt, load_policy
+from motion_align.policy.model import format_prompt, load_policy
+from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import LearnedReward
 from motion_align.rewards.reward_model import MotionRewardModel
-from motion_align.rl_configs import MotionRewardConfig
-from motion_align.trainers.reward import DataCollatorForMotionReward, MotionRewardTrainer, pair_features
-from motion_align.vocab import MotionVocab
+from motion_align.trainers.losses import bradley_terry_loss
+from motion_align.trainers.reward_config import MotionRewardConfig
+from motion_align.trainers.reward_trainer import (
+    DataCollatorForMotionReward,
+    MotionRewardTrainer,
+    pair_features,
+)
 
 # ----------------------------------------------------------------------------------------- the loss
 

@@ -11,17 +11,17 @@ import torch
 from conftest import REPO, parse_recipe, tiny_tokenizer_config
 from trl import TrlParser
 
-from motion_align.configs import MotionSFTConfig
 from motion_align.data.sft import load_sft_dataset, read_tokenization
 from motion_align.data.tokenized import tokenize_folder
 from motion_align.experiments.caption_usage import BANDS, caption_usage, label_nll
 from motion_align.experiments.caption_usage import main as caption_usage_main
-from motion_align.generation import load_generator
-from motion_align.policy import format_prompt, load_policy
-from motion_align.tokenizer_training import train_tokenizer
+from motion_align.policy.generation import load_generator
+from motion_align.policy.model import format_prompt, load_policy
+from motion_align.policy.vocab import MotionVocab
 from motion_align.trainers import MotionSFTTrainer, get_sft_trainer
-from motion_align.trainers.sft import get_sft_policy, save_sft_policy
-from motion_align.vocab import MotionVocab
+from motion_align.trainers.sft_config import MotionSFTConfig
+from motion_align.trainers.sft_trainer import get_sft_policy, save_sft_policy
+from motion_align.training.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
 FAMILIES = ("t5", "llama")
@@ -129,7 +129,7 @@ def test_training_learns_saves_and_generates(family, tokenized, tmp_path):
     assert not unchanged
     assert any("eval_loss" in log for log in trainer.state.log_history)
     assert any("eval_mean_token_accuracy" in log for log in trainer.state.log_history)
-    save_sft_policy(trainer, tokenizer, config.output_dir)
+    save_sft_policy(trainer, tokenizer, config, run={})
     model, tokenizer = load_policy(config.output_dir)
     inputs = tokenizer([format_prompt("a person jumps")], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=6, do_sample=False)

@@ -15,16 +15,16 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO, parse_recipe
 
-from motion_align.generation import MAX_FRAMES, MIN_FRAMES
-from motion_align.lora import get_peft_config
-from motion_align.losses import preference_loss, sopo_loss
-from motion_align.policy import format_prompt, load_policy
-from motion_align.preference_configs import MotionSoPoConfig
+from motion_align.policy.generation import MAX_FRAMES, MIN_FRAMES
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import format_prompt, load_policy
+from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.retrieval import TextMotionRetrieval
-from motion_align.semi_online import INVALID_SCORE, CandidateSampler, select_pairs
-from motion_align.trainers.sopo import MotionSoPoTrainer
-from motion_align.trainers.sopo_setup import get_real_motion_datasets, get_sopo_models
-from motion_align.vocab import MotionVocab
+from motion_align.trainers.losses import preference_loss, sopo_loss
+from motion_align.trainers.recipe import load_motion_tokenizer
+from motion_align.trainers.sopo_config import MotionSoPoConfig
+from motion_align.trainers.sopo_sampler import INVALID_SCORE, CandidateSampler, select_pairs
+from motion_align.trainers.sopo_trainer import MotionSoPoTrainer, get_real_motion_datasets, load_reward_model
 from motion_tokenizer import MotionVQVAE
 
 # ----------------------------------------------------------------------------------------- the loss
@@ -78,8 +78,6 @@ def test_online_pairs_take_the_best_valid_against_the_worst_and_drop_ties():
 def test_pair_choice_rejects_bad_input():
     with pytest.raises(ValueError, match="one shape"):
         select_pairs(np.zeros((2, 3)), np.zeros((2, 2), dtype=bool), 0.5)
-    with pytest.raises(ValueError, match="preferred_source"):
-        select_pairs(np.zeros((2, 3)), np.zeros((2, 3), dtype=bool), 0.5, preferred_source="human")
 
 
 # ----------------------------------------------------------------------------------------- artifacts
@@ -111,7 +109,7 @@ def config_for(artifacts, family, tmp_path, **kw) -> MotionSoPoConfig:
 def trainer_for(artifacts, family, tmp_path, **kw) -> MotionSoPoTrainer:
     config = config_for(artifacts, family, tmp_path, **kw)
     model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
-    motion_tokenizer, reward_model = get_sopo_models(config)
+    reward_model, motion_tokenizer = load_reward_model(config), load_motion_tokenizer(config)
     data = get_real_motion_datasets(config, MotionVocab.from_tokenizer(tokenizer).codebook_size)
     peft_config = get_peft_config(model, tokenizer)
     return MotionSoPoTrainer(model, config, reward_model, motion_tokenizer, processing_class=tokenizer,
@@ -136,15 +134,13 @@ def test_sampler_returns_k_scored_candidates_per_prompt_as_trainable_completions
     torch.manual_seed(0)
     got = sampler(model.eval(), captions, real)
     vocab = MotionVocab.from_tokenizer(tokenizer)
-    assert len(got.completion_ids) == 20 and got.scores.shape == got.valid.shape == got.similarity.shape == (
-        4,
-        5,
-    )
+    assert got.scores.shape == got.valid.shape == got.similarity.shape == (4, 5)
+    assert [len(per_prompt) for per_prompt in got.completion_ids] == [5, 5, 5, 5]
+    completions = [(b, k, ids) for b, per_prompt in enumerate(got.completion_ids) for k, ids in enumerate(per_prompt)]
     assert all(ids[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
-               for ids in got.completion_ids)  # fmt: skip
+               for _, _, ids in completions)  # fmt: skip
     assert 0 < got.valid.sum() < 20, "the fixture's policy should make valid and invalid motions"
-    for n, ids in enumerate(got.completion_ids):
-        b, k = divmod(n, 5)
+    for b, k, ids in completions:
         decoded = vocab.decode(ids, tokenizer)
         if got.valid[b, k]:  # the completion the trainer scores is the motion that was rewarded
             assert decoded.ok and MIN_FRAMES <= 4 * len(decoded.codes) <= MAX_FRAMES
@@ -251,6 +247,8 @@ def test_config_and_data_errors_name_the_problem(artifacts, tmp_path):
         MotionSoPoConfig(output_dir=str(tmp_path), preferred_source="humans")
     with pytest.raises(ValueError, match="threshold"):
         MotionSoPoConfig(output_dir=str(tmp_path), threshold=1.5)
+    with pytest.raises(ValueError, match="num_candidates must be >= 1"):
+        MotionSoPoConfig(output_dir=str(tmp_path), num_candidates=0)
     with pytest.raises(ValueError, match="num_candidates >= 2"):
         MotionSoPoConfig(output_dir=str(tmp_path), preferred_source="policy", num_candidates=1)
     with pytest.raises(ValueError, match="sampled online"):
@@ -260,7 +258,7 @@ def test_config_and_data_errors_name_the_problem(artifacts, tmp_path):
         get_real_motion_datasets(config, 16)
     config = config_for(artifacts, "t5", tmp_path, reward_model=str(tmp_path / "outputs/demo/retrieval"))
     with pytest.raises(FileNotFoundError, match="make demo"):
-        get_sopo_models(config)
+        load_reward_model(config)
 
 
 def test_real_motion_rows_split_by_item(artifacts, tmp_path):

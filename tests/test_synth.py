@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from motion_align.data.events import ACTIONS, MAX_COUNT, Event
 from motion_align.data.synth import Style, SynthClip, plan_frames, synthesize
+from motion_align.motion.events import ACTIONS, MAX_COUNT, Event
 from motion_align.motion.skeleton import BONE_LENGTHS, FPS, bone_lengths
 
 CALM = Style(noise=0.0)  # the default performer, without noise, for behaviour checks

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from motion_align.data.events import ACTIONS, MAX_COUNT, Event
 from motion_align.data.timelines import (
     HELDOUT_COUNTS,
     HELDOUT_PAIRS,
@@ -9,6 +8,7 @@ from motion_align.data.timelines import (
     sample_event,
     sample_timeline,
 )
+from motion_align.motion.events import ACTIONS, MAX_COUNT, Event
 
 
 def frames_by_count(events):

@@ -10,11 +10,10 @@ import torch
 from conftest import REPO, tiny_tokenizer_config
 from trl import TrlParser
 
-from motion_align.configs import TokenizerTrainingConfig
 from motion_align.data.motion_windows import MotionWindows
 from motion_align.data.tokenized import decode_codes, tokenize_folder
 from motion_align.motion.humanml3d import MotionFormatError
-from motion_align.tokenizer_training import train_tokenizer
+from motion_align.training.tokenizer_training import TokenizerTrainingConfig, train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
 

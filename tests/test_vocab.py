@@ -5,7 +5,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from motion_align.vocab import MotionDecoding, MotionVocab
+from motion_align.policy.vocab import MotionDecoding, MotionVocab
 
 K = 512
 VOCAB = MotionVocab(K)

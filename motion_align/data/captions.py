@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from motion_align.data import caption_lexicon as lex
-from motion_align.data.events import Event
+from motion_align.motion.events import Event
 
 __all__ = ["caption_events", "tag_caption"]
 

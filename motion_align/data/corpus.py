@@ -22,7 +22,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from motion_align.data.captions import caption_events
-from motion_align.data.events import Event
 from motion_align.data.synth import Style, plan_frames, synthesize
 from motion_align.data.timelines import (
     HELDOUT_COUNTS,
@@ -32,6 +31,7 @@ from motion_align.data.timelines import (
     heldout_compositions,
     sample_timeline,
 )
+from motion_align.motion.events import Event
 from motion_align.motion.features import features_from_joints, joints_from_features, mirror_joints
 from motion_align.motion.humanml3d import Caption, Clip, ClipWriter
 from motion_align.motion.skeleton import FPS

@@ -14,7 +14,7 @@ AToM's integrity/temporal/frequency reward), :class:`RewardScorer` (the TMR-styl
 
 The rows follow the preference schema of :mod:`motion_align.data.preferences` (prompt = the caption),
 with ``chosen_score`` and ``rejected_score`` added. ``motion-align pairs judged|labels`` (see
-:mod:`motion_align.data.pairs_command`) builds them from a policy or imports InstructMotion's human labels.
+:mod:`motion_align.cli.pairs`) builds them from a policy or imports InstructMotion's human labels.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
-from motion_align.data.events import Event
 from motion_align.data.preferences import COLUMNS, DEGREES
 from motion_align.data.text_motion import iter_items
+from motion_align.motion.events import Event
+from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.event_judge import EventJudge
-from motion_align.vocab import MotionVocab
 
 if TYPE_CHECKING:  # generation imports torch and transformers: only judged_pairs needs them
-    from motion_align.generation import GeneratedMotion
+    from motion_align.policy.generation import GeneratedMotion
 
 #: Smallest score gap of "much_better", "better" and "slightly_better" (smaller gaps: "unsure"). Our
 #: choice: scores live in [0, 1], so half the range is "much better" and a tenth the least that counts.
@@ -321,7 +321,7 @@ def judged_pairs(
     ``batch_size`` give the same pairs (``seed=None`` draws one; the report records it). Returns the
     dataset (schema columns plus ``chosen_score``, ``rejected_score``) and a report of counts.
     """
-    from motion_align.generation import SamplingConfig, generate_motions
+    from motion_align.policy.generation import SamplingConfig, generate_motions
 
     prompts = _as_prompts(prompts)
     _count("num_samples", num_samples, 2)  # a pair needs two samples

@@ -27,7 +27,7 @@ import datasets
 import numpy as np
 
 from motion_align.data.preferences import canonical_degree, normalise_records, read_json_records
-from motion_align.vocab import MotionVocab
+from motion_align.policy.vocab import MotionVocab
 
 SOURCE = "instructmotion"
 SAMPLES = ("sample_1", "sample_2")

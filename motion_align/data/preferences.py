@@ -1,10 +1,10 @@
 """Preference pairs as a `datasets.Dataset`: the schema, validation, loading, saving and recipe knobs.
 
-One row per pair: ``prompt`` (the caption, plain text), ``chosen`` and ``rejected`` (motion-token strings
-of :class:`motion_align.vocab.MotionVocab`), ``degree`` (one of :data:`DEGREES`, or None when the strength
-is not labelled) and ``source`` (where the pair came from); further columns are kept. On input a list of
-codes is accepted for a motion and converted to its string. Every loader validates; a bad record gives a
-ValueError naming the file, the record (0-based) or line (1-based, JSON lines) and the field.
+One row per pair: ``prompt`` (the caption, plain text), ``chosen`` and ``rejected`` (motion-token strings of
+:class:`motion_align.policy.vocab.MotionVocab`), ``degree`` (one of :data:`DEGREES`, or None when the strength
+is not labelled) and ``source`` (where the pair came from); further columns are kept. On input a list of codes
+is accepted for a motion and converted to its string. Every loader validates; a bad record gives a ValueError
+naming the file, the record (0-based) or line (1-based, JSON lines) and the field.
 
 Degrees, margins and label smoothing follow Sheng et al., "Exploring Text-to-Motion Generation with Human
 Preference" (CVPRW 2024; github.com/THU-LYJ-Lab/InstructMotion): the reward model's margins 3/2/1/0 and
@@ -26,7 +26,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from motion_align.vocab import MotionVocab
+from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.checkpoint import write_dir_atomic
 
 DEGREES = ("much_better", "better", "slightly_better", "unsure")
@@ -373,7 +373,7 @@ def split_preferences(
 
 def to_trainer_rows(ds: datasets.Dataset) -> datasets.Dataset:
     """Rows for the DPO trainer: ``format_prompt(caption)``, chosen, rejected and degree; nothing else."""
-    from motion_align.policy import format_prompt  # imports transformers: only when needed
+    from motion_align.policy.model import format_prompt  # imports transformers: only when needed
 
     missing = [name for name in ("prompt", "chosen", "rejected", "degree") if name not in ds.column_names]
     if missing:

@@ -1,7 +1,7 @@
 """SFT examples from a tokenized dataset: one prompt-completion row per (item, caption).
 
-``prompt`` is :func:`motion_align.policy.format_prompt` of the caption and ``completion`` the motion string
-of the item's codes (start token, code tokens, end token), TRL's prompt-completion convention; with
+``prompt`` is :func:`motion_align.policy.model.format_prompt` of the caption and ``completion`` the motion
+string of the item's codes (start token, code tokens, end token), TRL's prompt-completion convention; with
 ``length_prompts`` the prompt also gives the motion's duration (its codes x 4 frames). The text
 tokenizer's eos is not part of the completion: the trainer appends it (TRL adds it to a LLaMA completion,
 the T5 tokenizer appends ``</s>`` to the labels).
@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from motion_align.generation import FRAMES_PER_CODE
-from motion_align.policy import format_prompt
-from motion_align.vocab import MotionVocab
+from motion_align.policy.generation import FRAMES_PER_CODE
+from motion_align.policy.model import format_prompt
+from motion_align.policy.vocab import MotionVocab
 
 TOKENIZATION_FILE = "tokenization.json"
 

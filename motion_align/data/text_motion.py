@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from motion_align.data.events import Event
+from motion_align.motion.events import Event
 from motion_align.motion.humanml3d import Caption, read_captions, read_events, read_features, read_split
 from motion_align.motion.skeleton import FEATURE_DIM, FPS
 

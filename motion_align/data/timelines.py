@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from motion_align.data.events import ACTIONS, MAX_COUNT, Event
+from motion_align.motion.events import ACTIONS, MAX_COUNT, Event
 
 #: Relative frequency of each action in a timeline (locomotion is common, as in HumanML3D).
 ACTION_WEIGHTS = {

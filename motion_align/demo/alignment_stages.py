@@ -49,7 +49,7 @@ def preferences_stage(config: DemoConfig, stages: dict) -> dict:
         judged_pairs,
     )
     from motion_align.data.preferences import save_preferences
-    from motion_align.generation import load_generator
+    from motion_align.policy.generation import load_generator
     from motion_align.rewards.retrieval import TextMotionRetrieval
 
     path = config.out / "preferences"
@@ -124,8 +124,8 @@ def aligned_stage(config: DemoConfig, stages: dict) -> dict:
 def render_comparison(config: DemoConfig, stages: dict, names: dict[str, str]) -> list[dict]:
     """The same held-out prompts from each policy of ``names`` (label -> folder), side by side."""
     from motion_align.evaluation.protocol import evaluation_prompts
-    from motion_align.generation import SamplingConfig, generate_motions, load_generator
     from motion_align.motion.render import render_side_by_side
+    from motion_align.policy.generation import SamplingConfig, generate_motions, load_generator
 
     prompts = evaluation_prompts(stages["corpus"]["path"], "test", config.num_samples, config.seed + 1)
     captions = [p.caption.text for p in prompts]

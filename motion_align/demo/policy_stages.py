@@ -49,9 +49,14 @@ def tokenized_stage(config: DemoConfig, stages: dict) -> dict:
 def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
     """Generates a motion per held-out prompt; writes generations.jsonl, validity.json and renders."""
     from motion_align.evaluation.protocol import evaluation_prompts
-    from motion_align.generation import SamplingConfig, generate_motions, load_generator, validity_report
     from motion_align.motion.features import joints_from_features
     from motion_align.motion.render import render_side_by_side
+    from motion_align.policy.generation import (
+        SamplingConfig,
+        generate_motions,
+        load_generator,
+        validity_report,
+    )
 
     prompts = [
         (p.item, p.caption.text)
@@ -183,7 +188,7 @@ def policy_section(config: DemoConfig, record: dict) -> list[str]:
         "",
     ]
     if bands := v.get("by_reference_length"):
-        from motion_align.generation import reference_length_table
+        from motion_align.policy.generation import reference_length_table
 
         lines += [
             "By the length of the corpus clip of each prompt (where the invalid motions come from):",

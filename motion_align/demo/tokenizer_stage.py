@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_align.configs import TokenizerTrainingConfig
 from motion_align.demo.common import REFERENCE, REPO, DemoConfig, read_json, rel, write_json
 from motion_align.evaluation.reconstruction import mpjpe_mm, reconstruct
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.humanml3d import read_captions, read_features, read_split
 from motion_align.motion.render import render_side_by_side
 from motion_align.plots import plot_curves
+from motion_align.training.tokenizer_training import TokenizerTrainingConfig
 
 
 def _training_config(
@@ -42,7 +42,7 @@ def _real_clip_mpjpe(tokenizer) -> dict | None:
 
 def tokenizer_stage(config: DemoConfig, stages: dict) -> dict:
     """Trains the tokenizer with the small recipe (reused when its settings match), then measures it."""
-    from motion_align.tokenizer_training import train_tokenizer
+    from motion_align.training.tokenizer_training import train_tokenizer
     from motion_tokenizer import MotionVQVAE
 
     path = config.out / "tokenizer"

@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from motion_align.data.events import Event
 from motion_align.data.text_motion import iter_items
+from motion_align.motion.events import Event
 from motion_align.motion.humanml3d import MotionFormatError, read_split
 from motion_align.rewards.event_judge import (
     COUNTED_ACTIONS,

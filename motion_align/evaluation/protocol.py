@@ -14,7 +14,7 @@ Follows Guo et al. 2022's protocol (shared/MOTION_FORMAT.md, last section) on th
 Event accuracies (AToM's integrity, temporal order and frequency) come from the event judge on the items
 that carry ground-truth events, averaged over those prompts, with the same interval over prompts.
 
-The evaluator embeds texts and motions (:class:`motion_align.rewards.evaluator.MotionTextEvaluator`); its
+The evaluator embeds texts and motions (:class:`motion_align.evaluation.evaluator.MotionTextEvaluator`); its
 figures are those of an evaluator trained here, not comparable to published tables.
 """
 
@@ -237,10 +237,10 @@ def policy_generator(
     max_frames: int | None = None, motion_grammar: bool = False,
 ) -> Callable:  # fmt: skip
     """The ``generate`` callable of :meth:`Evaluation.generations` for a policy (temperature 1). With a
-    :class:`~motion_align.length_estimator.LengthEstimator` (for a policy trained with ``length_prompts``)
-    each caption is asked for a length drawn from it with the round's seed, ``max_frames`` at most (None:
-    the estimator's default). ``motion_grammar``: constrained decoding, every motion valid."""
-    from motion_align.generation import SamplingConfig, generate_motions
+    :class:`~motion_align.policy.length_estimator.LengthEstimator` (for a policy trained with
+    ``length_prompts``) each caption is asked for a length drawn from it with the round's seed, ``max_frames``
+    at most (None: the estimator's default). ``motion_grammar``: constrained decoding, every motion valid."""
+    from motion_align.policy.generation import SamplingConfig, generate_motions
 
     def generate(captions: list[str], num_samples: int, seed: int) -> list[np.ndarray | None]:
         sampling = SamplingConfig(num_samples=num_samples, seed=seed, motion_grammar=motion_grammar)

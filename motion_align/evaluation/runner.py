@@ -23,7 +23,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def load_evaluator(path: str | os.PathLike[str]) -> Any:
-    from motion_align.rewards.evaluator import MotionTextEvaluator
+    from motion_align.evaluation.evaluator import MotionTextEvaluator
 
     return MotionTextEvaluator.from_pretrained(str(path))
 
@@ -45,7 +45,7 @@ def run_evaluation(
     ``length_estimators`` (name -> estimator folder) is asked for lengths drawn from it; one named in
     ``grammar`` is decoded with the motion grammar (``SamplingConfig.motion_grammar``). Returns the
     record."""
-    from motion_align.generation import load_generator
+    from motion_align.policy.generation import load_generator
 
     started = time.perf_counter()
     event_judge = None
@@ -69,7 +69,7 @@ def run_evaluation(
         model, tokenizer, policy_motion_tokenizer = load_generator(path)
         estimator = None
         if name in length_estimators:
-            from motion_align.length_estimator import LengthEstimator
+            from motion_align.policy.length_estimator import LengthEstimator
 
             estimator = LengthEstimator.load(length_estimators[name])
         generate = policy_generator(

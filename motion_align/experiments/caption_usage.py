@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from motion_align.data.sft import load_sft_dataset
-from motion_align.policy import load_policy, policy_family
-from motion_align.trainers.sft import DataCollatorForSeq2SeqMotion
+from motion_align.policy.model import load_policy, policy_family
+from motion_align.trainers.sft_trainer import DataCollatorForSeq2SeqMotion
 
 #: (name, first code position, last code position) of the code bands; position 0 is the start token.
 CODE_BANDS = (("codes 1-4", 1, 4), ("codes 5-12", 5, 12), ("codes 13-24", 13, 24), ("codes 25-36", 25, 36))

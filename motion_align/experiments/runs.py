@@ -101,7 +101,7 @@ class Evaluations:
     def evaluate(self, name: str, folder: Path, split: str, seed: int) -> dict[str, float]:
         """``{metric: value}`` of the policy in ``folder`` (evaluated as ``name``-seed``seed``)."""
         from motion_align.evaluation.protocol import policy_generator
-        from motion_align.generation import load_generator
+        from motion_align.policy.generation import load_generator
 
         cache = self.out / "evals" / f"{split}-{self.protocol_tag}" / f"{name}-seed{seed}.json"
         if cache.is_file():

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from motion_align.data.events import Event
+from motion_align.motion.events import Event
 from motion_align.motion.skeleton import FEATURE_DIM, FEATURE_GROUPS, NUM_JOINTS
 from motion_align.motion.texts import (
     SAFE_ID,

@@ -15,7 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from motion_align.data.events import Event
+from motion_align.motion.events import Event
 
 #: Clip ids and split names that are safe file names.
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from motion_align.data.events import Event
+from motion_align.motion.events import Event
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.skeleton import FEATURE_DIM, NUM_JOINTS
 from motion_align.rewards import event_detectors as body

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion_align.data.events import Event
-from motion_align.generation import _decode_features, usable_motion
-from motion_align.vocab import MotionVocab
+from motion_align.motion.events import Event
+from motion_align.policy.generation import decode_features, usable_motion
+from motion_align.policy.vocab import MotionVocab
 
 #: Rewards on decoded motions (PPO's ``reward_function``).
 REWARD_FUNCTIONS = ("retrieval", "event_judge")
@@ -72,7 +72,7 @@ class MotionReward(ABC):
     def motions(self, completions: Sequence[Any]) -> tuple[list[np.ndarray | None], np.ndarray]:
         """Raw features (4N, 263) of each completion (None where there are no codes) and which are valid."""
         decoded = self.vocab.batch_decode(list(completions), self.tokenizer)
-        features = _decode_features(self.motion_tokenizer, [d.codes for d in decoded])
+        features = decode_features(self.motion_tokenizer, [d.codes for d in decoded])
         valid = np.array([usable_motion(d.problems, f) for d, f in zip(decoded, features)], dtype=bool)
         return features, valid
 
@@ -151,7 +151,7 @@ class LearnedReward:
 
     @torch.no_grad()
     def __call__(self, captions: Sequence[str], completions: Sequence[str], events: Any = None) -> np.ndarray:
-        from motion_align.causal_view import pad_rows, query_ids, response_ids
+        from motion_align.policy.causal_view import pad_rows, query_ids, response_ids
 
         device = next(self.reward_model.parameters()).device
         out = []

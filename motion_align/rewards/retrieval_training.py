@@ -3,41 +3,78 @@
 The frozen sentence encoder embeds every distinct caption once, split across processes; each step
 draws a batch that depends only on (seed, step, rank) (`retrieval_data.CaptionedMotions`) and
 minimises the filtered symmetric InfoNCE of `retrieval_loss` over that process's batch. Checkpoints
-(`motion_align.training_state`) hold the trainable weights, the AdamW state and every rank's RNG
+(`motion_align.training.checkpoints`) hold the trainable weights, the AdamW state and every rank's RNG
 state, so ``--resume_from_checkpoint`` ends exactly where an uninterrupted run would have. At the end
 the model is saved and retrieval figures on ``eval_split`` go to ``eval_results.json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
-from transformers import get_scheduler
 
-from motion_align.configs import RetrievalTrainingConfig
 from motion_align.motion.normalization import Normalizer
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
 from motion_align.rewards.retrieval_data import CaptionedMotions, embed_caption_table
 from motion_align.rewards.retrieval_loss import filtered_info_nce
-from motion_align.training_state import (
-    find_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-    truncate_log,
-)
-from motion_tokenizer.checkpoint import write_atomic
+from motion_align.training.loop import LoopConfig, finish, start_run, train_loop
 
 logger = logging.getLogger(__name__)
+
+
+#: The RetrievalConfig fields a training config may override.
+MODEL_FIELDS = ("patch_size", "latent_dim", "num_layers", "num_heads", "ff_size", "dropout", "pooling",
+                "joint_dim", "text_hidden")  # fmt: skip
+
+
+@dataclass
+class RetrievalTrainingConfig(LoopConfig):
+    """Training the TMR-style retrieval reward on a HumanML3D folder."""
+
+    output_dir: str = field(
+        default="outputs/retrieval", metadata={"help": "Where checkpoints and the model go."}
+    )
+    preset: str = field(default="small", metadata={"help": "RetrievalConfig preset: tiny, small or base."})
+    patch_size: int | None = field(default=None, metadata={"help": "Override the preset's frames per token."})
+    latent_dim: int | None = field(default=None, metadata={"help": "Override the motion transformer width."})
+    num_layers: int | None = field(default=None, metadata={"help": "Override the motion transformer depth."})
+    num_heads: int | None = field(default=None, metadata={"help": "Override the attention heads."})
+    ff_size: int | None = field(default=None, metadata={"help": "Override the feed-forward width."})
+    dropout: float | None = field(default=None, metadata={"help": "Override the dropout."})
+    pooling: str | None = field(default=None, metadata={"help": "Override the motion pooling: cls or mean."})
+    joint_dim: int | None = field(default=None, metadata={"help": "Override the joint-space dimension."})
+    text_hidden: int | None = field(default=None, metadata={"help": "Override the text head's hidden width."})
+    segments: bool = field(default=True, metadata={"help": "Also train on captioned segments of clips."})
+    captions_per_item: int | None = field(
+        default=None,
+        metadata={"help": "Keep at most this many captions per training item (each costs a MiniLM pass)."},
+    )
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Pairs per process and step."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate (TMR: 1e-4)."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warmup steps."})
+    temperature: float = field(default=0.1, metadata={"help": "InfoNCE temperature (TMR: 0.1)."})
+    filter_threshold: float = field(
+        default=0.8,
+        metadata={"help": "Negatives whose caption cosine similarity with the positive's exceeds this are "
+                  "left out of the InfoNCE denominators (TMR: 0.8)."},
+    )  # fmt: skip
+    text_batch_size: int = field(default=256, metadata={"help": "Captions per frozen-encoder forward pass."})
+    seed: int = field(default=42, metadata={"help": "Seed of the model init, caption choice and batches."})
+    eval_max_items: int | None = field(
+        default=None, metadata={"help": "Cap on items in the final evaluation."}
+    )
+    eval_group_size: int = field(
+        default=32, metadata={"help": "Group size of the grouped R@k (Guo et al.: 32)."}
+    )
+
+    def model_overrides(self) -> dict:
+        """The RetrievalConfig fields this config sets explicitly."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS if getattr(self, name) is not None}
 
 
 def build_model(config: RetrievalTrainingConfig) -> TextMotionRetrieval:
@@ -66,32 +103,13 @@ def _load_data(config: RetrievalTrainingConfig, model, accelerator: Accelerator)
 
 def train_retrieval(config: RetrievalTrainingConfig, accelerator: Accelerator | None = None) -> dict:
     """Trains, saves the model to ``output_dir`` and returns the evaluation record (main process)."""
-    accelerator = accelerator or Accelerator()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    out = Path(config.output_dir)
+    accelerator = start_run(config, accelerator)
     model = build_model(config).to(accelerator.device)
     begin = time.perf_counter()
     train, evaluation, sentences, eval_rows = _load_data(config, model, accelerator)
     data_seconds = time.perf_counter() - begin
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, config.max_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    step = 0
-    if config.resume_from_checkpoint:
-        path = find_checkpoint(out, config.resume_from_checkpoint)
-        step = load_checkpoint(accelerator, model, optimizer, scheduler, path)
-        if accelerator.is_main_process:
-            truncate_log(out / "log.jsonl", step)
-        logger.info("resumed from %s at step %d", path, step)
-    model.train()
-    start = time.perf_counter()
-    bar = tqdm(range(step, config.max_steps), initial=step, total=config.max_steps, desc="retrieval",
-               disable=config.disable_tqdm or not accelerator.is_main_process)  # fmt: skip
-    for step in bar:
+
+    def forward(model, step: int):
         rows, motions, mask = train.batch(step, config.per_device_train_batch_size, accelerator.process_index)
         sentence = sentences[rows].to(accelerator.device)  # (B, 384), unit rows
         text_emb, motion_emb = model(sentence, motions.to(accelerator.device), mask.to(accelerator.device))
@@ -99,29 +117,23 @@ def train_retrieval(config: RetrievalTrainingConfig, accelerator: Accelerator | 
         loss = filtered_info_nce(
             text_emb, motion_emb, caption_sim, config.temperature, config.filter_threshold
         )
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"retrieval loss is {loss.item()} at step {step + 1}")
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        done = step + 1
-        if done % config.logging_steps == 0 or done == config.max_steps:
-            off_diagonal = ~torch.eye(len(rows), dtype=torch.bool)
-            filtered = (caption_sim.cpu() > config.filter_threshold)[off_diagonal].float().mean().item()
-            line = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "filtered": filtered,
-                    "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
-            bar.set_postfix(loss=f"{line['loss']:.3f}")
-            if accelerator.is_main_process:
-                out.mkdir(parents=True, exist_ok=True)
-                with open(out / "log.jsonl", "a") as handle:
-                    handle.write(json.dumps(line) + "\n")
-        if done % config.save_steps == 0 and done < config.max_steps:
-            save_checkpoint(accelerator, model, optimizer, scheduler, out, done)
-            if accelerator.is_main_process:
-                prune_checkpoints(out, config.save_total_limit)
-    seconds = {"data_seconds": round(data_seconds, 1), "train_seconds": round(time.perf_counter() - start, 1)}
-    return _finish(config, accelerator, model, out, seconds, (evaluation, sentences[eval_rows]))
+        return loss, (loss, caption_sim)
+
+    def describe(output) -> dict:
+        loss, caption_sim = output
+        off_diagonal = ~torch.eye(len(caption_sim), dtype=torch.bool)
+        filtered = (caption_sim.cpu() > config.filter_threshold)[off_diagonal].float().mean().item()
+        return {"loss": loss.item(), "filtered": filtered}
+
+    model, seconds = train_loop(config, accelerator, model, forward, describe, "retrieval")
+
+    def evaluate(retrieval) -> dict:
+        return evaluate_retrieval(
+            retrieval, evaluation, sentences[eval_rows], config.eval_group_size, config.seed
+        )
+
+    timings = {"data_seconds": round(data_seconds, 1), "train_seconds": round(seconds, 1)}
+    return finish(config, accelerator, model, timings, evaluate)
 
 
 def retrieval_figures(
@@ -167,22 +179,3 @@ def evaluate_retrieval(model: TextMotionRetrieval, pairs: CaptionedMotions, sent
     text_emb = model.project_texts(sentences.to(model.device)).cpu()
     motion_emb = model.embed_motions(pairs.features).cpu()
     return retrieval_figures(text_emb, motion_emb, group_size, seed)
-
-
-def _finish(config, accelerator: Accelerator, model, out: Path, seconds: dict, evaluation) -> dict:
-    accelerator.wait_for_everyone()
-    record: dict = {}
-    if accelerator.is_main_process:
-        retrieval = accelerator.unwrap_model(model).eval()
-        retrieval.save_pretrained(out)
-        settings = {k: v for k, v in asdict(config).items() if k != "resume_from_checkpoint"}
-        text = json.dumps(settings, indent=2) + "\n"
-        write_atomic(out / "training_config.json", lambda tmp: Path(tmp).write_text(text))
-        pairs, sentences = evaluation
-        figures = evaluate_retrieval(retrieval, pairs, sentences, config.eval_group_size, config.seed)
-        record = {**seconds, "world_size": accelerator.num_processes, "steps": config.max_steps,
-                  config.eval_split: figures}  # fmt: skip
-        text = json.dumps(record, indent=2) + "\n"
-        write_atomic(out / "eval_results.json", lambda tmp: Path(tmp).write_text(text))
-    accelerator.wait_for_everyone()
-    return record

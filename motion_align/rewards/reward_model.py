@@ -1,7 +1,7 @@
 """The learned reward model: a scalar head on the policy's backbone, for T5 and LLaMA policies.
 
 As in RLHF (Stiennon et al. 2020, arXiv 2009.01325; Ouyang et al. 2022), the reward model starts from the
-SFT policy without its LM head and reads a causal motion row (:mod:`motion_align.causal_view`:
+SFT policy without its LM head and reads a causal motion row (:mod:`motion_align.policy.causal_view`:
 ``[prompt..., <som>] + [codes..., <eom>, eos]``); a linear head maps the hidden state at the row's last
 token to the reward. The same class is PPO's value model (a fresh head, read at every response token).
 
@@ -19,9 +19,9 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel, PretrainedConfig, PreTrainedModel, T5Config, T5Model
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from motion_align.causal_view import EncoderDecoderTrunk, last_positions
-from motion_align.policy import policy_family
-from motion_align.vocab import MotionVocab
+from motion_align.policy.causal_view import EncoderDecoderTrunk, last_positions
+from motion_align.policy.model import policy_family
+from motion_align.policy.vocab import MotionVocab
 
 _DROP = ("architectures", "transformers_version", "_name_or_path", "model_type", "torch_dtype", "dtype")
 

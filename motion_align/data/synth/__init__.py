@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from motion_align.data.events import Event
 from motion_align.data.synth.base import Style
 from motion_align.data.synth.timeline import plan_frames, synthesize_joints
+from motion_align.motion.events import Event
 
 __all__ = ["Style", "SynthClip", "plan_frames", "synthesize"]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from motion_align.data.events import Event
 from motion_align.data.synth.base import State, Style, end_state, stand
 from motion_align.data.synth.body import Pose
 from motion_align.data.synth.curves import heading_vectors, keyframes, to_world
 from motion_align.data.synth.gestures import GESTURES, Ctx, for_arm, set_arm
 from motion_align.data.synth.gestures import seconds as gesture_seconds
+from motion_align.motion.events import Event
 
 SQUAT_DROP = {"shallow": 0.24, "deep": 0.48}  # pelvis lowering, m
 SQUAT_REP = {"shallow": 1.4, "deep": 1.9}  # s per repetition

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from motion_align.data.events import Event
 from motion_align.data.synth.base import State, Style, end_state, rest_wrists, stand
 from motion_align.data.synth.body import LEG, Pose, flat_foot_pitch
 from motion_align.data.synth.curves import bump, ease, heading_vectors, keyframes, to_world, window
+from motion_align.motion.events import Event
 from motion_align.motion.skeleton import BONE_LENGTHS, FPS
 
 GRAVITY = 9.81

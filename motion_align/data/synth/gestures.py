@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from motion_align.data.events import Event
 from motion_align.data.synth.base import REST_POLES, State, Style, rest_wrists
 from motion_align.data.synth.body import Pose
 from motion_align.data.synth.curves import bump, keyframes, window
+from motion_align.motion.events import Event
 from motion_align.motion.skeleton import FPS
 
 MIRROR = np.array([-1.0, 1.0, 1.0])

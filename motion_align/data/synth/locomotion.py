@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from motion_align.data.events import Event
 from motion_align.data.synth.base import PELVIS_AHEAD, State, Style, end_state, rest_wrists, stand
 from motion_align.data.synth.body import ANKLE_HEIGHT, LEG, Pose, flat_foot_pitch
 from motion_align.data.synth.curves import bump, ease, heading_vectors, keyframes, smooth, window
+from motion_align.motion.events import Event
 from motion_align.motion.skeleton import BONE_LENGTHS, FPS
 
 #: (cadence steps/s, step length m) per speed.

@@ -12,11 +12,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from motion_align.data.events import Event
 from motion_align.data.synth import actions, airborne, locomotion
 from motion_align.data.synth.base import State, Style, stand
 from motion_align.data.synth.body import Pose, pose_joints
 from motion_align.data.synth.curves import smooth
+from motion_align.motion.events import Event
 from motion_align.motion.skeleton import FPS
 
 #: Idle frames before the first and after the last event.

@@ -1,0 +1,54 @@
+"""The ``motion-align`` command line: one module per group of commands, each registering its parsers.
+
+- :mod:`~motion_align.cli.data`: synth, stats, render, tokenize
+- :mod:`~motion_align.cli.generation`: length-estimator, generate, validity
+- :mod:`~motion_align.cli.evaluation`: evaluate
+- :mod:`~motion_align.cli.pairs`: pairs (judged, labels)
+- :mod:`~motion_align.cli.push`: push
+- :mod:`~motion_align.cli.demo`: demo
+
+Handlers import what they need when they run, so ``motion-align --help`` starts without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from motion_align.cli.data import add_data_commands
+from motion_align.cli.demo import add_demo_commands
+from motion_align.cli.evaluation import add_evaluation_commands
+from motion_align.cli.generation import add_generation_commands
+from motion_align.cli.pairs import add_pairs_command
+from motion_align.cli.push import add_push_command
+
+logger = logging.getLogger("motion_align")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    description = "motion-align: preference alignment for text-to-motion token models."
+    parser = argparse.ArgumentParser(prog="motion-align", description=description)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_data_commands(commands)
+    add_generation_commands(commands)
+    add_evaluation_commands(commands)
+    add_demo_commands(commands)
+    add_pairs_command(commands)
+    add_push_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"motion-align {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

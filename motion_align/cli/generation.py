@@ -1,0 +1,249 @@
+"""``motion-align length-estimator | generate | validity``: the command line of
+:mod:`motion_align.policy.generation` and :mod:`motion_align.policy.length_estimator`.
+
+motion-align length-estimator --data data/codes --out outputs/length-estimator
+motion-align generate --model outputs/sft --prompt "a person jumps twice" --num-samples 4 --out renders/
+motion-align validity --model outputs/sft --data data/corpus --num-prompts 500
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def _length_estimator(args: argparse.Namespace) -> None:
+    from motion_align.policy.length_estimator import train_length_estimator
+
+    metrics = train_length_estimator(args.data, args.out, epochs=args.epochs, seed=args.seed)
+    print(
+        f"wrote {args.out}: val NLL {metrics['val_nll']:.3f}, accuracy {metrics['val_accuracy']:.1%} "
+        f"(exact code count), a drawn length {metrics['val_drawn_error_frames']:.1f} frames off on average"
+    )
+
+
+def _add_length_estimator_args(
+    group: argparse._MutuallyExclusiveGroup, parser: argparse.ArgumentParser
+) -> None:
+    group.add_argument(
+        "--length-estimator", default=None,
+        help="ask each sample for a length drawn from this estimator (`motion-align length-estimator`)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-frames", type=int, default=None,
+        help="longest length drawn from --length-estimator (default 184); longer draws are asked at it",
+    )  # fmt: skip
+
+
+def _read_prompts(args: argparse.Namespace) -> list[str]:
+    if args.prompt is not None:
+        return [args.prompt]
+    path = Path(args.prompts_file)
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path}: no prompts (one caption per line; blank lines and # comments are skipped)")
+    return prompts
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    import re
+
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))[:limit].strip("-") or "prompt"
+
+
+def _write_motion(motion, out: Path, formats: list[str]) -> dict:
+    """Save one generated motion's features and renders under ``out``; its generations.jsonl row."""
+    import numpy as np
+
+    from motion_align.motion.render import render_motion
+
+    stem = out / f"{motion.prompt_index}_{_slug(motion.prompt)}" / f"sample_{motion.sample}"
+    files = []
+    if motion.features is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), motion.features)
+        files = [
+            stem.with_suffix(".npy"),
+            *render_motion(motion.joints, stem, motion.prompt, formats=formats),
+        ]
+    return dict(
+        prompt=motion.prompt,
+        sample=motion.sample,
+        codes=motion.codes,
+        num_frames=motion.num_frames,
+        valid=motion.valid,
+        problems=motion.problems,
+        files=[str(f.relative_to(out)) for f in files],
+    )
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import replace
+
+    from motion_align.policy.generation import (
+        SamplingConfig,
+        generate_motions,
+        load_generator,
+        validity_report,
+    )
+
+    prompts = _read_prompts(args)
+    sampling = SamplingConfig(
+        do_sample=not args.greedy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        motion_only=not args.any_token,
+        motion_grammar=args.grammar,
+    )
+    if args.max_new_tokens is not None:
+        sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
+    model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
+    frames = _asked_frames(args, prompts, args.num_samples)
+    motions = generate_motions(model, tokenizer, motion_tokenizer, prompts, sampling, args.batch_size, frames)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "generations.jsonl", "w", encoding="utf-8") as jsonl:
+        for motion in motions:
+            jsonl.write(json.dumps(_write_motion(motion, out, args.formats)) + "\n")
+    report = validity_report(motions)
+    print(
+        f"wrote {out}: {report['motions']} motions for {len(prompts)} prompts, {report['valid']} valid "
+        f"({report['valid_share']:.1%}: 40-196 frames, no decoding problems)"
+    )
+
+
+def _asked_frames(args: argparse.Namespace, captions: list[str], samples: int = 1) -> list[int] | None:
+    """The asked lengths, or None (plain prompts): ``--frames`` for every caption, or ``--length-estimator``
+    draws, one per sample (``samples`` per caption, caption-major)."""
+    if args.frames is not None:
+        return [args.frames] * len(captions)
+    if args.length_estimator is None:
+        return None
+    from motion_align.policy.length_estimator import LengthEstimator
+
+    estimator = LengthEstimator.load(args.length_estimator)
+    rows = [caption for caption in captions for _ in range(samples)]
+    return estimator.sample_frames(rows, seed=args.seed, max_frames=args.max_frames)
+
+
+def _validity(args: argparse.Namespace) -> None:
+    import json
+
+    from motion_align.evaluation.protocol import evaluation_prompts
+    from motion_align.policy.generation import (
+        SamplingConfig,
+        generate_motions,
+        load_generator,
+        reference_length_table,
+        validity_report,
+    )
+
+    prompts = evaluation_prompts(args.data, args.split, args.num_prompts, args.seed)
+    sampling = SamplingConfig(
+        temperature=args.temperature, top_k=args.top_k, seed=args.seed, motion_grammar=args.grammar
+    )
+    model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
+    captions = [p.caption.text for p in prompts]
+    reference = [len(p.item.features) for p in prompts]
+    frames = reference if args.reference_lengths else _asked_frames(args, captions)
+    motions = generate_motions(
+        model, tokenizer, motion_tokenizer, captions, sampling, args.batch_size, frames
+    )
+    report = validity_report(motions, reference)
+    asked = "reference" if args.reference_lengths else args.frames or args.length_estimator
+    report = {
+        "model": str(args.model),
+        "split": args.split,
+        "sampling": vars(sampling),
+        "lengths": asked,
+        **report,
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"{report['valid']} of {report['motions']} motions valid ({report['valid_share']:.1%}: 40-196 "
+        f"frames, no decoding problem); too short {report['too_short']}, too long {report['too_long']}; "
+        f"problems: {report['problems'] or 'none'}"
+    )
+    frames = report["frames"]
+    print(f"frames: min {frames['min']}, median {frames['median']:g}, mean {frames['mean']:.1f}, "
+          f"max {frames['max']}")  # fmt: skip
+    print("\n".join(reference_length_table(report["by_reference_length"])))
+
+
+def add_generation_commands(commands: Any) -> None:
+    """Add ``length-estimator``, ``generate`` and ``validity`` to the ``motion-align`` subcommands."""
+    estimator = commands.add_parser(
+        "length-estimator",
+        help="train a caption-to-length estimator on a tokenized dataset (Guo et al. 2022)",
+    )
+    estimator.add_argument("--data", required=True, help="tokenized dataset (`motion-align tokenize`)")
+    estimator.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+    estimator.add_argument("--epochs", type=int, default=8)
+    estimator.add_argument("--seed", type=int, default=0)
+    estimator.set_defaults(func=_length_estimator)
+
+    generate = commands.add_parser("generate", help="generate motions for captions with a trained policy")
+    generate.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
+    generate.add_argument(
+        "--tokenizer", default=None, help="motion tokenizer folder (default: the one the policy records)"
+    )
+    prompt = generate.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", default=None, help="one caption")
+    prompt.add_argument("--prompts-file", default=None, help="one caption per line (# comments skipped)")
+    generate.add_argument("--num-samples", type=int, default=4, help="motions per caption")
+    generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for 196 frames")
+    generate.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    generate.add_argument(
+        "--any-token", action="store_true", help="let text tokens be drawn too (default: motion tokens only)"
+    )
+    generate.add_argument(
+        "--grammar", action="store_true",
+        help="constrained decoding: start token, 10-49 codes (40-196 frames), end token: always valid",
+    )  # fmt: skip
+    generate.add_argument("--seed", type=int, default=None)
+    lengths = generate.add_mutually_exclusive_group()
+    lengths.add_argument(
+        "--frames", type=int, default=None,
+        help="ask for this many frames (a policy trained with length_prompts)",
+    )  # fmt: skip
+    _add_length_estimator_args(lengths, generate)
+    generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
+    generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])
+    generate.set_defaults(func=_generate)
+
+    validity = commands.add_parser(
+        "validity", help="share of valid motions a policy gives for a corpus split's prompts, by clip length"
+    )
+    validity.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
+    validity.add_argument("--data", required=True, help="HumanML3D folder whose split gives the prompts")
+    validity.add_argument(
+        "--tokenizer", default=None, help="motion tokenizer folder (default: the one the policy records)"
+    )
+    validity.add_argument("--split", default="test")
+    validity.add_argument("--num-prompts", type=int, default=200, help="items of the split, one caption each")
+    validity.add_argument("--seed", type=int, default=0, help="draws the prompts and seeds the sampling")
+    validity.add_argument("--temperature", type=float, default=1.0)
+    validity.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
+    validity.add_argument("--grammar", action="store_true", help="constrained decoding (always valid)")
+    lengths = validity.add_mutually_exclusive_group()
+    lengths.add_argument(
+        "--reference-lengths", action="store_true",
+        help="ask each prompt for its corpus clip's length (a policy trained with length_prompts)",
+    )  # fmt: skip
+    lengths.add_argument("--frames", type=int, default=None, help="ask every prompt for this many frames")
+    _add_length_estimator_args(lengths, validity)
+    validity.add_argument("--batch-size", type=int, default=32, help="captions per generate call")
+    validity.add_argument("--out", default=None, help="also write the report to this JSON file")
+    validity.set_defaults(func=_validity)

@@ -1,0 +1,396 @@
+"""Text-to-motion generation: captions -> motion tokens (policy) -> codes -> raw features (VQ-VAE).
+
+:func:`generate_motions` runs a T5 or LLaMA policy over batches of captions (formatted with
+:func:`motion_align.policy.model.format_prompt`), decodes the motion tokens with
+:class:`motion_align.policy.vocab.MotionVocab` (every malformed generation becomes a list of problems, never
+an exception) and turns the codes into HumanML3D features with the motion tokenizer, batched.
+:func:`validity_report` sums up how many generations are usable motions of 40 to 196 frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from motion_align.motion.features import joints_from_features
+from motion_align.policy.model import decoder_cache, format_prompt, load_policy, policy_family
+from motion_align.policy.vocab import MotionVocab
+
+MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps
+FRAMES_PER_CODE = 4
+MIN_CODES, MAX_CODES = -(-MIN_FRAMES // FRAMES_PER_CODE), MAX_FRAMES // FRAMES_PER_CODE  # 10, 49
+#: Longest motion completion: start token, 49 codes (196 frames), end token, eos (T5 appends one).
+MAX_MOTION_TOKENS = MAX_CODES + 3
+DEFAULT_MAX_NEW_TOKENS = MAX_MOTION_TOKENS + 8  # and some slack
+MOTION_TOKENIZER_FILE = "motion_tokenizer.json"  # {"path": ...} in a policy folder (relative to it)
+
+
+@dataclass
+class SamplingConfig:
+    """How motion tokens are drawn; ``do_sample=False`` is greedy decoding (the sampling knobs unused)."""
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int | None = None  # None or 0: off
+    top_p: float = 1.0
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    num_samples: int = 1
+    seed: int | None = None
+    #: Only motion tokens (codes, start, end) and eos may be drawn: text tokens can never be mixed in.
+    motion_only: bool = True
+    #: Constrained decoding to the motion grammar: the start token first, then 10 to 49 codes (40 to 196
+    #: frames), the end token, eos. Every sample is then a valid motion; off by default, so that validity
+    #: reports and the evaluation measure the policy itself.
+    motion_grammar: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ValueError(f"top_k must be None or an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        for name in ("max_new_tokens", "num_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise ValueError(f"seed must be None or an integer, got {self.seed!r}")
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate`` (sampling knobs only when sampling)."""
+        kwargs: dict[str, Any] = dict(
+            do_sample=self.do_sample,
+            max_new_tokens=self.max_new_tokens,
+            num_return_sequences=self.num_samples,
+            use_cache=True,
+        )
+        if self.do_sample:
+            kwargs.update(temperature=float(self.temperature), top_k=self.top_k or 0, top_p=float(self.top_p))
+        return kwargs
+
+
+@dataclass
+class GeneratedMotion:
+    """One generated sample: its caption, the decoded codes and problems, and raw features (T, 263)."""
+
+    prompt: str
+    prompt_index: int
+    sample: int
+    codes: list[int]
+    problems: list[str] = field(default_factory=list)
+    features: np.ndarray | None = None
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of the decoded motion (0 when there were no codes)."""
+        return 0 if self.features is None else int(self.features.shape[0])
+
+    @property
+    def valid(self) -> bool:
+        """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
+        return usable_motion(self.problems, self.features)
+
+    @property
+    def joints(self) -> np.ndarray | None:
+        """Joint positions (T, 22, 3) recovered from the features; None when there are none."""
+        return None if self.features is None else joints_from_features(self.features)
+
+
+def usable_motion(problems: Sequence[str], features: np.ndarray | None) -> bool:
+    """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
+    return not problems and features is not None and MIN_FRAMES <= len(features) <= MAX_FRAMES
+
+
+def _encode_prompts(
+    tokenizer: Any, captions: Sequence[str], family: str, frames: Sequence[int | None] | None = None
+) -> dict[str, torch.Tensor]:
+    """Token ids of the formatted prompts (with each caption's ``frames`` when given), padded on the right
+    (T5) or the left (LLaMA)."""
+    side = "right" if family == "t5" else "left"
+    frames = [None] * len(captions) if frames is None else frames
+    prompts = [format_prompt(c, n) for c, n in zip(captions, frames, strict=True)]
+    return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
+
+
+def decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.ndarray | None]:
+    """Raw features (4N, 263) of each code list, in one VQ-VAE call (-1 padding); None for no codes."""
+    longest = max((len(c) for c in codes), default=0)
+    if longest == 0:
+        return [None] * len(codes)
+    padded = torch.full((len(codes), longest), -1, dtype=torch.long)
+    for row, c in enumerate(codes):
+        padded[row, : len(c)] = torch.as_tensor(c, dtype=torch.long)
+    device = next(motion_tokenizer.parameters()).device
+    with torch.no_grad():
+        features = motion_tokenizer.decode(padded.to(device)).float().cpu().numpy()
+    f = motion_tokenizer.config.downsample_factor
+    return [features[row, : f * len(c)] if c else None for row, c in enumerate(codes)]
+
+
+class _MotionGrammar(LogitsProcessor):
+    """Allows, per row, only the tokens that keep the generation a valid motion: the start token first;
+    then codes, the end token only after ``min_codes`` codes and nothing else after ``max_codes``; then eos.
+    ``prompt_length`` leading ids of every row are not generated (T5: the decoder start; LLaMA: the
+    left-padded prompt)."""
+
+    def __init__(self, ids: Sequence[int], codebook_size: int, eos: int, prompt_length: int) -> None:
+        self.first_code, self.som, self.eom = ids[0], ids[codebook_size], ids[codebook_size + 1]
+        self.codebook_size, self.eos, self.prompt_length = codebook_size, eos, prompt_length
+        self.min_codes, self.max_codes = MIN_CODES, MAX_CODES
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_length :]
+        started, ended = (generated == self.som).any(1), (generated == self.eom).any(1)
+        is_code = (generated >= self.first_code) & (generated < self.first_code + self.codebook_size)
+        codes = is_code.sum(1)
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        allowed[:, self.som] = ~started
+        in_motion = started & ~ended
+        allowed[:, self.first_code : self.first_code + self.codebook_size] = (
+            in_motion & (codes < self.max_codes)
+        )[:, None]
+        allowed[:, self.eom] = in_motion & (codes >= self.min_codes)
+        allowed[:, self.eos] = ended
+        return scores.masked_fill(~allowed, float("-inf"))
+
+
+class _AllowedTokens(LogitsProcessor):
+    """Sets the score of every token outside ``allowed`` to -inf."""
+
+    def __init__(self, allowed: Sequence[int]) -> None:
+        self.allowed = torch.tensor(sorted(set(allowed)))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, self.allowed.to(scores.device)] = 0.0
+        return scores + mask
+
+
+def _completion_rows(
+    output: torch.Tensor, stops: Sequence[int], eos: int, pad: int | None
+) -> list[list[int]]:
+    """Generated rows -> completions: cut after the first stop token (eos or end of motion), padding
+    dropped, ending in exactly one ``eos`` (as the trainers' targets do)."""
+    rows = []
+    for row in output.tolist():
+        cut = next((n + 1 for n, i in enumerate(row) if i in stops), len(row))
+        ids = [i for i in row[:cut] if i != pad or i == eos]
+        rows.append(ids if ids and ids[-1] == eos else ids + [eos])
+    return rows
+
+
+def generate_token_rows(
+    model: Any,
+    tokenizer: Any,
+    vocab: MotionVocab,
+    captions: Sequence[str],
+    sampling: SamplingConfig,
+    frames: Sequence[int | None] | None = None,
+) -> tuple[list[list[int]], list[Any]]:
+    """Completion ids (each ending in eos) and motion decodings of ``captions``, ``num_samples`` per
+    caption, caption-major: one batched ``generate`` call with the KV cache. ``frames``: each caption's
+    asked length, for a policy trained with ``length_prompts``."""
+    family = policy_family(model)
+    encoded = _encode_prompts(tokenizer, captions, family, frames)
+    inputs = {k: v.to(model.device) for k, v in encoded.items()}
+    ids = vocab.ids(tokenizer)
+    eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
+    kwargs = sampling.generate_kwargs()
+    if sampling.motion_grammar:
+        prompt_length = 1 if family == "t5" else inputs["input_ids"].shape[1]
+        grammar = _MotionGrammar(ids, vocab.codebook_size, tokenizer.eos_token_id, prompt_length)
+        kwargs["logits_processor"] = LogitsProcessorList([grammar])
+    elif sampling.motion_only:  # codes, start and end of motion, eos; never the mask token or text
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [_AllowedTokens([*ids[: vocab.codebook_size + 2], *eos])]
+        )
+    if kwargs["use_cache"]:
+        kwargs.update(decoder_cache(model))
+    output = model.generate(**inputs, **kwargs, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    # T5 rows start with the decoder start token; LLaMA rows with the (left padded) prompt
+    output = output[:, 1:] if family == "t5" else output[:, inputs["input_ids"].shape[1] :]
+    output = output.cpu()
+    rows = _completion_rows(output, eos, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return rows, vocab.batch_decode(output, tokenizer)
+
+
+def generate_motions(
+    model: Any,
+    tokenizer: Any,
+    motion_tokenizer: Any,
+    prompts: Sequence[str],
+    sampling: SamplingConfig | None = None,
+    batch_size: int = 16,
+    frames: Sequence[int | None] | None = None,
+) -> list[GeneratedMotion]:
+    """Generate ``sampling.num_samples`` motions per caption in ``prompts`` (captions, not formatted).
+
+    ``frames`` gives the asked lengths (the length-conditioned prompt of a policy trained with
+    ``length_prompts``; e.g. :meth:`motion_align.policy.length_estimator.LengthEstimator.sample_frames`): one
+    per caption, shared by its samples, or one per sample, caption-major.
+
+    Results are caption-major (all samples of caption 0 first). With ``sampling.seed`` set the run is
+    reproducible (the global RNG state is restored afterwards); greedy results do not depend on
+    ``batch_size``.
+    """
+    sampling = sampling or SamplingConfig()
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("prompts must be a non-empty list of captions")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    samples = sampling.num_samples
+    if frames is not None and len(frames) not in (len(prompts), len(prompts) * samples):
+        raise ValueError(
+            f"frames has {len(frames)} lengths for {len(prompts)} prompts: give one per prompt or one per "
+            f"sample ({len(prompts) * samples})"
+        )
+    if frames is not None and samples > 1 and len(frames) == len(prompts) * samples:
+        # each sample its own length: one row per sample, numbered back to (caption, sample) below
+        per_sample = replace(sampling, num_samples=1)
+        rows = [caption for caption in prompts for _ in range(samples)]
+        motions = generate_motions(
+            model, tokenizer, motion_tokenizer, rows, per_sample, batch_size * samples, frames
+        )
+        for n, motion in enumerate(motions):
+            motion.prompt_index, motion.sample = divmod(n, samples)
+        return motions
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    if vocab.codebook_size != motion_tokenizer.config.codebook_size:
+        raise ValueError(
+            f"the policy has motion tokens for a codebook of {vocab.codebook_size} but the motion tokenizer "
+            f"has {motion_tokenizer.config.codebook_size} codes"
+        )
+    motions: list[GeneratedMotion] = []
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        for start in range(0, len(prompts), batch_size):
+            captions = list(prompts[start : start + batch_size])
+            asked = None if frames is None else frames[start : start + batch_size]
+            _, decoded = generate_token_rows(model, tokenizer, vocab, captions, sampling, asked)
+            features = decode_features(motion_tokenizer, [d.codes for d in decoded])
+            for n, (decoding, feats) in enumerate(zip(decoded, features)):
+                index = start + n // sampling.num_samples
+                sample = n % sampling.num_samples
+                motions.append(
+                    GeneratedMotion(prompts[index], index, sample, decoding.codes, decoding.problems, feats)
+                )
+    return motions
+
+
+#: Reference-length bands of :func:`validity_report`: short clips, two middle bands, long ones, and the
+#: clips at HumanML3D's 196-frame cap (192-196 frames, the last 4-frame code).
+REFERENCE_BANDS = ((MIN_FRAMES, 100), (100, 150), (150, 192), (192, MAX_FRAMES + 1))
+
+
+def validity_report(
+    motions: Sequence[GeneratedMotion], reference_frames: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Share of valid motions, frame-length statistics and problem counts (numbers folded to ``N``).
+
+    With ``reference_frames`` (the length of the corpus clip of each motion's prompt) the report also
+    gives, per band of :data:`REFERENCE_BANDS`, the share of valid motions, the too long ones and the
+    median generated-minus-reference length: where a policy's invalid motions come from.
+    """
+    frames = [m.num_frames for m in motions if m.num_frames]
+    problems = Counter(re.sub(r"\d+", "N", p.split(":")[0]) for m in motions for p in m.problems)
+    prompts = {m.prompt_index for m in motions}
+    valid_prompts = {m.prompt_index for m in motions if m.valid}
+    report = {
+        "motions": len(motions),
+        "valid": sum(m.valid for m in motions),
+        "valid_share": sum(m.valid for m in motions) / len(motions) if motions else 0.0,
+        "prompts_with_a_valid_motion": len(valid_prompts) / len(prompts) if prompts else 0.0,
+        "clean": sum(not m.problems for m in motions),
+        "no_codes": sum(m.features is None for m in motions),
+        "too_short": sum(0 < m.num_frames < MIN_FRAMES for m in motions),
+        "too_long": sum(m.num_frames > MAX_FRAMES for m in motions),
+        "frames": {
+            "min": min(frames, default=0),
+            "max": max(frames, default=0),
+            "mean": statistics.fmean(frames) if frames else 0.0,
+            "median": statistics.median(frames) if frames else 0.0,
+        },
+        "problems": dict(problems.most_common()),
+    }
+    if reference_frames is not None:
+        report["by_reference_length"] = _by_reference_length(motions, reference_frames)
+    return report
+
+
+def _by_reference_length(motions: Sequence[GeneratedMotion], reference: Sequence[int]) -> list[dict]:
+    if len(reference) != len(motions):
+        raise ValueError(f"reference_frames has {len(reference)} lengths for {len(motions)} motions")
+    rows = []
+    for low, high in REFERENCE_BANDS:
+        band = [(m, r) for m, r in zip(motions, reference) if low <= r < high]
+        rows.append({
+            "reference_frames": f"{low}-{high - 1}",
+            "motions": len(band),
+            "valid_share": sum(m.valid for m, _ in band) / len(band) if band else None,
+            "too_long": sum(m.num_frames > MAX_FRAMES for m, _ in band),
+            "median_difference": statistics.median(m.num_frames - r for m, r in band) if band else None,
+        })  # fmt: skip
+    return rows
+
+
+def reference_length_table(bands: Sequence[dict]) -> list[str]:
+    """Markdown rows of a report's ``by_reference_length`` (bands without motions left out)."""
+    lines = [
+        "| corpus clip frames | prompts | valid | too long | median generated - corpus frames |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for b in bands:
+        if b["motions"]:
+            lines.append(
+                f"| {b['reference_frames']} | {b['motions']} | {b['valid_share']:.1%} | {b['too_long']} "
+                f"| {b['median_difference']:+.0f} |"
+            )
+    return lines
+
+
+def record_motion_tokenizer(model_dir: str | os.PathLike[str], motion_tokenizer: str) -> Path:
+    """Write ``motion_tokenizer.json`` into a policy folder, naming the motion tokenizer it was trained on."""
+    path = Path(model_dir) / MOTION_TOKENIZER_FILE
+    path.write_text(json.dumps({"path": str(motion_tokenizer)}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def recorded_motion_tokenizer(model_dir: Path) -> str:
+    file = model_dir / MOTION_TOKENIZER_FILE
+    if not file.is_file():
+        raise ValueError(f"{model_dir} does not record its motion tokenizer ({MOTION_TOKENIZER_FILE})")
+    path = json.loads(file.read_text(encoding="utf-8")).get("path")
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{file}: expected an object with a non-empty 'path'")
+    local = model_dir / path
+    return str(local) if not Path(path).is_absolute() and local.exists() else path
+
+
+def load_generator(
+    model_dir: str | os.PathLike[str], motion_tokenizer_dir: str | os.PathLike[str] | None = None
+) -> tuple[Any, Any, Any]:
+    """(policy, text tokenizer, motion tokenizer), all in eval mode and with dropout off.
+
+    Without ``motion_tokenizer_dir`` the policy folder must name one in ``motion_tokenizer.json``.
+    """
+    from motion_tokenizer import MotionVQVAE
+
+    if motion_tokenizer_dir is None:
+        motion_tokenizer_dir = recorded_motion_tokenizer(Path(model_dir))
+    model, tokenizer = load_policy(model_dir, dropout=0.0)
+    motion_tokenizer = MotionVQVAE.from_pretrained(str(motion_tokenizer_dir))
+    return model.eval(), tokenizer, motion_tokenizer.eval()

@@ -1,0 +1,104 @@
+"""Field groups that several trainer configs share, each defined once: the defaults a CPU run needs, the LoRA
+knobs of the alignment recipes, and where preference pairs come from.
+
+A config lists the groups before TRL's config among its bases (``MotionDPOConfig(PreferenceDataFields,
+AdapterFields, DPOConfig)``), so their defaults win over TRL's and their ``__post_init__`` runs before TRL's.
+Every config is parsed by ``trl.TrlParser``: dataclass defaults < YAML (``--config``) < flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from motion_align.data.preferences import DEGREES
+
+#: Hyper-parameters that every alignment run's model card lists (beside its method's own, ``card_fields``).
+TRAINING_CARD_FIELDS = (
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_steps", "num_train_epochs", "lora_r", "lora_alpha", "lora_dropout",
+    "use_peft", "load_in_4bit", "seed",
+)  # fmt: skip
+
+
+def cpu_backend(config) -> None:
+    """Without CUDA a multi-process launch runs gloo: ``use_cpu``, or under DeepSpeed (which ``use_cpu``
+    would drop) the gloo backend, without which accelerate sees one process."""
+    if not torch.cuda.is_available():
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            config.ddp_backend = config.ddp_backend or "gloo"
+        else:
+            config.use_cpu = True
+
+
+@dataclass
+class CpuDefaults:
+    """TrainingArguments defaults changed for CPU runs: fp32, no gradient checkpointing, no pinned memory, no
+    reporting; and the gloo backend of :func:`cpu_backend` when there is no GPU."""
+
+    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (fails on CPU)."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (off unless set)."}
+    )
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches (GPU only)."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none by default."})
+
+    def __post_init__(self) -> None:
+        cpu_backend(self)
+        super().__post_init__()  # TRL's config, next in the method resolution order
+
+
+@dataclass
+class AdapterFields(CpuDefaults):
+    """What every alignment recipe trains and records: a LoRA adapter (r 8 / alpha 16 / dropout 0.05, the
+    published study's) or all weights, and the motion tokenizer its model card names."""
+
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (False: full fine-tuning)."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    motion_tokenizer: str | None = field(
+        default=None, metadata={"help": "VQ-VAE (default: the one the policy folder records)."}
+    )
+
+
+@dataclass
+class PreferenceDataFields:
+    """Where the preference pairs come from and how they are filtered, subsampled and split (seeded by the
+    config's ``seed``)."""
+
+    dataset_name: str = field(
+        default="outputs/demo/preferences",
+        metadata={
+            "help": "Preference pairs: a jsonl/parquet file, a saved dataset folder, or a Hub dataset id."
+        },
+    )
+    dataset_split: str = field(
+        default="train", metadata={"help": "Split to read from a DatasetDict or the Hub."}
+    )
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Share of the pairs held out for evaluation (0 for none)."}
+    )
+    preference_degrees: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only pairs of these degrees (much_better, better, slightly_better); all if unset."
+        },
+    )
+    include_unsure: bool = field(default=True, metadata={"help": "Keep pairs labelled unsure."})
+    data_fraction: float = field(default=1.0, metadata={"help": "Seeded share of the pairs to train on."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if not 0.0 < self.data_fraction <= 1.0:
+            raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        if self.preference_degrees is not None:
+            unknown = [d for d in self.preference_degrees if d not in DEGREES]
+            if unknown:
+                raise ValueError(
+                    f"preference_degrees: unknown degree(s) {unknown}, expected a subset of {DEGREES}"
+                )
+        super().__post_init__()

@@ -1,0 +1,283 @@
+"""``MotionPPOTrainer``: TRL's PPOTrainer (``trl.experimental.ppo``, TRL 1.12) for T5 and LLaMA policies.
+
+TRL's PPO loop works on causal rows (query left-padded, then the response) and reads every model through
+three narrow interfaces: the policy's ``generate`` and ``forward`` (logits), and ``getattr(model,
+model.base_model_prefix)`` + ``model.score`` for the value and reward models. Queries here end with the
+start-of-motion token (:mod:`motion_align.policy.causal_view`), so the loop stays TRL's and only those
+interfaces are given:
+
+- the policy: a LLaMA policy as it is, a T5 policy through
+  :class:`~motion_align.policy.causal_view.EncoderDecoderAsCausalLM`; with LoRA the reference is the same
+  module with the adapter disabled (no second copy);
+- the value model: a :class:`~motion_align.rewards.reward_model.MotionRewardModel` (PPO reads its head at
+  every response token);
+- the reward: a learned reward model (the score at the row's last token) or any
+  :class:`~motion_align.rewards.motion_rewards.MotionReward` on decoded motions (the event judge, the
+  retrieval score), both as ``(score - reward_shift) * reward_scale``.
+
+The recipe's inputs and record: the prompts (queries ending in the start-of-motion token, with captions and
+event specs), the reward and the value model (:func:`get_reward_and_value`), and the saved result (a
+loadable adapter folder, ``ppo_run.json`` and the curves PNG: :func:`save_ppo_result`).
+
+TRL's own knobs keep their meaning: ``kl_coef`` (fixed KL penalty per token, 0.05 here), ``whiten_rewards``,
+``missing_eos_penalty``, ``cliprange``/``cliprange_value``, ``vf_coef``, ``gamma``/``lam`` (GAE). Dropout is
+off in every model (TRL's ``disable_dropout_in_model`` plus LLaMA's functional attention dropout).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl.experimental.ppo import PPOTrainer
+
+from motion_align.plots import plot_curves
+from motion_align.policy.causal_view import EncoderDecoderAsCausalLM, motion_boundary
+from motion_align.policy.model import policy_family, set_dropout
+from motion_align.policy.vocab import MotionVocab
+from motion_align.rewards.motion_rewards import MotionReward, build_motion_reward
+from motion_align.rewards.reward_model import MotionRewardModel
+from motion_align.trainers.recipe import (
+    check_input,
+    load_motion_tokenizer,
+    load_tokenized_items,
+    prompt_rows,
+    save_policy_folder,
+    write_json,
+)
+from motion_align.training.checkpoints import find_checkpoint
+
+CURVES_FILE = "training_curves.png"
+RUN_FILE = "ppo_run.json"
+#: The panels of the curves PNG: KL to the reference, the reward, the value and policy losses.
+CURVES = ("objective/kl", "objective/scores", "loss/value_avg", "loss/policy_avg")
+
+
+class QueryCollator:
+    """Prompt rows -> ``input_ids`` (B, S), left-padded: every query's ``<som>`` in the last column."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), longest), self.pad_token_id, dtype=torch.long)
+        for row, e in enumerate(examples):
+            ids[row, longest - len(e["input_ids"]) :] = torch.as_tensor(e["input_ids"], dtype=torch.long)
+        return {"input_ids": ids}
+
+
+class _Affine(nn.Module):
+    """``(head(h) - shift) * scale``: score scaling for any reward."""
+
+    def __init__(self, head: nn.Module, scale: float, shift: float) -> None:
+        super().__init__()
+        self.head, self.scale, self.shift = head, scale, shift
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return (self.head(hidden) - self.shift) * self.scale
+
+
+class _MotionScores(nn.Module):
+    """Reads causal rows, decodes each response to a motion and returns its reward at every column, as
+    ``hidden_states[-1]`` (B, L, 1): what TRL's ``get_reward`` reads from a backbone."""
+
+    def __init__(self, reward: MotionReward, som_id: int, prompts: dict[tuple[int, ...], tuple[str, Any]]):
+        super().__init__()
+        self.reward, self.som_id, self.prompts = reward, som_id, prompts
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> BaseModelOutput:
+        s = motion_boundary(input_ids, self.som_id)
+        captions, events, completions = [], [], []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.bool().tolist()):
+            query = tuple(i for i, m in zip(ids[: s + 1], mask[: s + 1]) if m)
+            if query not in self.prompts:
+                raise ValueError("a query is not one of the trainer's prompts: its caption is unknown")
+            caption, spec = self.prompts[query]
+            captions.append(caption)
+            events.append(spec)
+            completions.append([i for i, m in zip(ids[s:], mask[s:]) if m])  # <som>, codes, ...
+        scores = torch.as_tensor(self.reward(captions, completions, events), dtype=torch.float32)
+        hidden = scores.to(input_ids.device)[:, None, None].expand(-1, input_ids.shape[1], 1)
+        return BaseModelOutput(last_hidden_state=hidden, hidden_states=(hidden,))
+
+
+class PPOReward(nn.Module):
+    """A reward in the shape TRL's PPO reads: ``backbone`` and ``score``."""
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, scale: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.backbone, self.score = backbone, _Affine(head, scale, shift)
+
+    @classmethod
+    def learned(cls, reward_model: nn.Module, scale: float = 1.0, shift: float = 0.0) -> PPOReward:
+        return cls(reward_model.backbone, reward_model.score, scale, shift).eval().requires_grad_(False)
+
+    @classmethod
+    def from_function(cls, reward: MotionReward, tokenizer: Any, prompts: Any, scale=1.0, shift=0.0):
+        """``prompts`` rows carry ``input_ids`` (the query), ``caption`` and ``events``."""
+        som = tokenizer.convert_tokens_to_ids(MotionVocab.from_tokenizer(tokenizer).som)
+        lookup = {}
+        for dataset in prompts:
+            events = dataset["events"] if "events" in dataset.column_names else [None] * len(dataset)
+            for ids, caption, spec in zip(dataset["input_ids"], dataset["caption"], events):
+                lookup[tuple(ids)] = (caption, spec)
+        return cls(_MotionScores(reward, som, lookup), nn.Identity(), scale, shift).eval()
+
+
+class _AdapterDisabled(nn.Module):
+    """The reference policy: the policy with its LoRA adapter disabled (the same weights, no copy)."""
+
+    def __init__(self, policy: nn.Module, peft_model: PeftModel) -> None:
+        super().__init__()
+        self.policy, self.peft_model = policy, peft_model
+
+    def forward(self, **kwargs: Any) -> Any:
+        with self.peft_model.disable_adapter():
+            return self.policy(**kwargs)
+
+
+class MotionPPOTrainer(PPOTrainer):
+    """PPO for T5 and LLaMA motion policies with a learned or a programmatic motion reward."""
+
+    def __init__(
+        self,
+        args: Any,
+        processing_class: Any,
+        model: Any,
+        reward: Any,
+        value_model: nn.Module,
+        train_dataset: Any,
+        eval_dataset: Any = None,
+        peft_config: Any = None,
+        callbacks: Any = None,
+    ) -> None:
+        """``reward``: a MotionRewardModel, or a MotionReward (which finds each query's caption and event
+        spec in the rows of ``train_dataset`` and ``eval_dataset``)."""
+        if "input_ids" not in train_dataset.column_names:
+            raise ValueError("the PPO prompt dataset needs 'input_ids' (queries ending in <som>)")
+        set_dropout(model, 0.0)
+        self.family = policy_family(model)
+        self.som_id = processing_class.convert_tokens_to_ids(MotionVocab.from_tokenizer(processing_class).som)
+        eval_dataset = eval_dataset or train_dataset.select(range(min(len(train_dataset), 8)))
+        scale, shift = getattr(args, "reward_scale", 1.0), getattr(args, "reward_shift", 0.0)
+        if isinstance(reward, MotionReward):
+            prompts = [train_dataset, eval_dataset]
+            reward_module = PPOReward.from_function(reward, processing_class, prompts, scale, shift)
+        else:
+            reward_module = PPOReward.learned(reward, scale, shift)
+        # LoRA is applied here, not by TRL: TRL's adapter-disabled reference reads `model.policy` on the
+        # DDP-wrapped model, which fails with more than one process (trl 1.12)
+        if peft_config is not None:
+            model = get_peft_model(model, peft_config)
+        policy = EncoderDecoderAsCausalLM(model, self.som_id) if self.family == "t5" else model
+        if isinstance(model, PeftModel):
+            ref_model = _AdapterDisabled(policy, model)
+        elif self.family == "t5":
+            frozen = copy.deepcopy(model).eval().requires_grad_(False)
+            ref_model = EncoderDecoderAsCausalLM(frozen, self.som_id)
+        else:
+            ref_model = None  # TRL makes a frozen copy
+        collator = QueryCollator(processing_class.pad_token_id)
+        super().__init__(args, processing_class, policy, ref_model, reward_module, train_dataset, value_model,
+                         data_collator=collator, eval_dataset=eval_dataset, callbacks=callbacks)  # fmt: skip
+
+    def train(self, resume_from_checkpoint: str | bool | None = None) -> None:
+        """TRL's PPO loop. ``resume_from_checkpoint`` (a ``checkpoint-N`` folder, or True / "latest" for the
+        newest in ``output_dir``) restores the policy (adapter), the value model, the optimizer and the
+        learning-rate schedule, and runs the updates left. TRL's loop has no resume of its own: its step and
+        episode counters restart at 0 in the logs, and prompts are drawn from the start of the seeded order
+        again."""
+        if resume_from_checkpoint:
+            which = "latest" if resume_from_checkpoint is True else resume_from_checkpoint
+            folder = find_checkpoint(self.args.output_dir, which)
+            self.args.num_total_batches -= self._load_checkpoint(folder)
+        super().train()
+
+    def _load_checkpoint(self, folder: Path) -> int:
+        """Loads what :meth:`_save_checkpoint` wrote; returns the number of updates it had done."""
+        policy = self.policy_model_for_saving()
+        if isinstance(policy, PeftModel):
+            set_peft_model_state_dict(policy, load_file(folder / "adapter_model.safetensors"))
+        else:
+            policy.load_state_dict(type(policy).from_pretrained(folder).state_dict())
+        value = self.accelerator.unwrap_model(self.model).value_model
+        value.load_state_dict(type(value).from_pretrained(folder / "value_model").state_dict())
+        for name, target in (("optimizer.pt", self.optimizer), ("scheduler.pt", self.lr_scheduler)):
+            # written by the Trainer with torch.save; tensors and numbers only, so no pickled code runs
+            target.load_state_dict(torch.load(folder / name, map_location="cpu", weights_only=True))
+        return int(json.loads((folder / "trainer_state.json").read_text())["global_step"])
+
+    def policy_model_for_saving(self) -> nn.Module:
+        """The policy as ``load_policy`` reads it: the PEFT model (an adapter) or the full model."""
+        policy = self.accelerator.unwrap_model(self.model).policy
+        return policy.model if isinstance(policy, EncoderDecoderAsCausalLM) else policy
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Only the policy (safetensors) and the tokenizer: the adapter folder other recipes load."""
+        output_dir = output_dir or self.args.output_dir
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.policy_model_for_saving().save_pretrained(output_dir, safe_serialization=True)
+            self.processing_class.save_pretrained(output_dir)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """TRL's checkpoint (policy, optimizer, scheduler, state) plus the value model, for resuming."""
+        super()._save_checkpoint(model, trial)
+        if self.accelerator.is_main_process:
+            folder = f"{self.args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            value = self.accelerator.unwrap_model(self.model).value_model
+            value.save_pretrained(f"{folder}/value_model", safe_serialization=True)
+
+
+# ----------------------------------------------------------------------------------------- recipe
+
+
+def get_prompt_dataset(config: Any, tokenizer: Any) -> Any:
+    """The PPO prompts; for the event-judge reward only those with an event spec (segment captions of
+    HumanML3D-style timelines have none)."""
+    prompts = prompt_rows(load_tokenized_items(config), tokenizer)
+    if config.reward_function == "event_judge":
+        prompts = prompts.filter(lambda row: bool(row["events"]), desc="Prompts with events")
+        if len(prompts) == 0:
+            raise ValueError(f"{config.dataset_name}: no prompt has an event spec for the event_judge reward")
+    return prompts
+
+
+def get_reward_and_value(config: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """(reward, value model): the learned reward model or ``config.reward_function`` on decoded motions;
+    the value model is the reward model with a fresh head (seeded)."""
+    path = config.reward_model_path
+    check_input(path, "reward model (recipes/reward_model.py)", "--reward_model_path")
+    value = MotionRewardModel.from_pretrained(path)
+    value.reset_head(seed=config.seed)
+    if config.reward_function is None:
+        reward = MotionRewardModel.from_pretrained(path)
+    else:
+        motion_tokenizer = load_motion_tokenizer(config)
+        reward = build_motion_reward(
+            config.reward_function, tokenizer, motion_tokenizer, config.retrieval_model
+        )
+    return reward, value
+
+
+def save_ppo_result(trainer: Any, tokenizer: Any, config: Any, info: dict[str, Any], seconds: float) -> Path:
+    """Main process, after ``trainer.save_model``: vocab and motion-tokenizer records, training info, the
+    logged metrics (``ppo_run.json``) and the KL / reward / value-loss curves."""
+    out = save_policy_folder(config.output_dir, trainer.policy_model_for_saving(), tokenizer, info)
+    logs = [row for row in trainer.state.log_history if "objective/kl" in row]
+    run = {"world_size": trainer.accelerator.num_processes, "train_seconds": round(seconds, 1), "log": logs}
+    write_json(out / RUN_FILE, run)
+    if logs:
+        plot_curves(logs, out / CURVES_FILE, CURVES, title=f"PPO, reward: {Path(config.reward).name}")
+    return out

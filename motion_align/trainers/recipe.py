@@ -1,0 +1,319 @@
+"""Recipe plumbing: what every ``recipes/<method>.py`` does around ``trainer.train()``, in one place.
+
+- inputs: the policy (dropout off, optionally 4-bit, with its LoRA config), its motion tokenizer, the
+  tokenized items of a corpus and the prompts made from them, the preference pairs; a missing local input
+  is a FileNotFoundError that says how to create it;
+- the record of a run: ``training_info.json`` (base, method, motion tokenizer, data, recipe,
+  hyper-parameters, command: what the model card states), the ``<method>_run.json`` of its metrics;
+- the saved folder: every ``checkpoint-N`` and the final folder are loadable policies (an adapter, or a
+  whole policy after full fine-tuning, plus ``motion_vocab.json`` and ``motion_tokenizer.json``), which
+  :func:`motion_align.policy.model.load_policy` reads, so ``motion-align generate --model`` and
+  ``motion-align evaluate --policy`` take them directly; the push to the Hub;
+- the process: the resume flag, a clean end of every process, one line instead of a traceback for a
+  missing input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from motion_align.data.preferences import (
+    load_preferences,
+    select_preferences,
+    split_preferences,
+    to_trainer_rows,
+)
+from motion_align.hub import TRAINING_INFO, push_recipe_output
+from motion_align.policy.causal_view import query_ids
+from motion_align.policy.generation import (
+    MOTION_TOKENIZER_FILE,
+    record_motion_tokenizer,
+    recorded_motion_tokenizer,
+)
+from motion_align.policy.lora import get_peft_config
+from motion_align.policy.model import format_prompt, load_policy, policy_family, write_vocab_info
+from motion_align.policy.vocab import MotionVocab
+from motion_align.training.loop import end_processes  # noqa: F401  (every recipe ends with it)
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+
+def looks_local(name: str) -> bool:
+    """Whether a model or dataset name is a local path (the demo's ``outputs/...`` included), not a Hub id."""
+    return name.startswith((".", "/", "outputs")) or Path(name).exists()
+
+
+def check_input(name: str, what: str, flag: str, folder: bool = True) -> None:
+    """FileNotFoundError, saying how to create it, when ``name`` is a local path that does not exist (a
+    folder, when ``folder``); Hub ids pass."""
+    if looks_local(name) and not (Path(name).is_dir() if folder else Path(name).exists()):
+        raise FileNotFoundError(
+            f"{what} {name!r} not found. Create the demo artifacts with `make demo` (or `motion-align demo "
+            f"--out outputs/demo`), or pass {flag} (a local folder or a Hub id)."
+        )
+
+
+def get_policy(config: Any) -> tuple[Any, Any, Any]:
+    """(policy, text tokenizer, LoRA config or None) for an alignment config (DPO, KTO, SoPo, PPO, GRPO).
+
+    The policy is loaded with dropout off; ``load_in_4bit`` (DPO's configs) loads its weights in 4 bits
+    through bitsandbytes (QLoRA; bitsandbytes also runs on CPU).
+    """
+    check_input(config.model_name_or_path, "policy", "--model_name_or_path")
+    set_seed(config.seed)
+    kwargs: dict[str, Any] = {}
+    if getattr(config, "load_in_4bit", False):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
+    model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0, **kwargs)
+    peft_config = None
+    if config.use_peft:
+        peft_config = get_peft_config(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout)
+    return model, tokenizer, peft_config
+
+
+def require_decoder_only(model: Any, config: Any, trainer: str, alternative: str) -> None:
+    """ValueError for a T5 policy under a TRL trainer that is causal-only (KTO, GRPO), naming the
+    ``alternative`` recipe that aligns it."""
+    if policy_family(model) == "t5":
+        raise ValueError(
+            f"{config.model_name_or_path} is a T5 (encoder-decoder) policy, but TRL's {trainer} is "
+            f"decoder-only: align it with {alternative}, or pass a LLaMA-family policy as "
+            "--model_name_or_path"
+        )
+
+
+def motion_tokenizer_name(config: Any) -> str | None:
+    """``config.motion_tokenizer``, or the one the policy folder records (None when neither says)."""
+    if config.motion_tokenizer is None and Path(config.model_name_or_path, MOTION_TOKENIZER_FILE).is_file():
+        return recorded_motion_tokenizer(Path(config.model_name_or_path))
+    return config.motion_tokenizer
+
+
+def load_motion_tokenizer(config: Any) -> Any:
+    """The VQ-VAE at ``config.motion_tokenizer``, or the one the policy folder records (eval mode)."""
+    from motion_tokenizer import MotionVQVAE
+
+    name = motion_tokenizer_name(config)
+    if name is None:
+        raise ValueError(f"{config.model_name_or_path} records no motion tokenizer: pass --motion_tokenizer")
+    return MotionVQVAE.from_pretrained(str(name)).eval()
+
+
+def load_tokenized_items(config: Any) -> Any:
+    """The ``dataset_split`` items of the tokenized dataset ``config.dataset_name`` (``motion-align tokenize``
+    output or a Hub dataset; columns ``captions`` and ``codes``), subsampled to ``data_fraction``."""
+    import datasets
+
+    name = config.dataset_name
+    check_input(name, "tokenized dataset", "--dataset_name", folder=False)
+    if looks_local(name):
+        items = datasets.load_from_disk(name)
+        if isinstance(items, datasets.DatasetDict):
+            if config.dataset_split not in items:
+                raise ValueError(f"{name}: no split {config.dataset_split!r} (has {sorted(items)})")
+            items = items[config.dataset_split]
+    else:
+        items = datasets.load_dataset(name, split=config.dataset_split)
+    missing = {"captions", "codes"} - set(items.column_names)
+    if missing:
+        raise ValueError(
+            f"{name}: a tokenized dataset needs the columns captions and codes; missing {sorted(missing)}"
+        )
+    if config.data_fraction < 1.0:
+        keep = max(1, round(config.data_fraction * len(items)))
+        items = items.shuffle(seed=config.seed).select(range(keep))
+    return items
+
+
+def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
+    """Tokenized items -> one row per caption: ``caption``, ``events`` (JSON, ``""`` for none) and the query,
+    as ``input_ids`` (PPO) or as the ``prompt`` text (GRPO): the formatted caption and ``<som>``."""
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    has_events = "events" in items.column_names
+
+    def rows(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"input_ids" if with_ids else "prompt": [], "caption": [], "events": []}
+        events = batch["events"] if has_events else [""] * len(batch["captions"])
+        for captions, spec in zip(batch["captions"], events, strict=True):
+            for caption in captions:
+                if with_ids:
+                    out["input_ids"].append(query_ids(tokenizer, caption, vocab))
+                else:
+                    out["prompt"].append(format_prompt(caption) + vocab.som)
+                out["caption"].append(caption)
+                out["events"].append(spec or "")
+        return out
+
+    return items.map(rows, batched=True, remove_columns=items.column_names, desc="Prompts")
+
+
+def get_preference_datasets(config: Any, rows: Callable[[Any], Any] = to_trainer_rows) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` ``rows`` (the DPO trainer's by default) of the pairs filtered by
+    degree, subsampled to ``data_fraction`` and split ``eval_fraction`` off, all seeded by ``config.seed``."""
+    name = config.dataset_name
+    check_input(name, "preference dataset", "--dataset_name", folder=False)
+    pairs = load_preferences(name, split=config.dataset_split)
+    pairs = select_preferences(
+        pairs, config.preference_degrees, config.include_unsure, config.data_fraction, config.seed
+    )
+    if len(pairs) == 0:
+        raise ValueError(f"{name}: no pairs left after the degree filter {config.preference_degrees}")
+    if config.eval_fraction > 0:
+        splits = split_preferences(pairs, config.eval_fraction, config.seed)
+        return {"train": rows(splits["train"]), "eval": rows(splits["eval"])}
+    return {"train": rows(pairs), "eval": None}
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+def absolute_if_local(name: str) -> str:
+    """A local path made absolute (so a saved folder names it from anywhere); a Hub id as it is."""
+    return str(Path(name).resolve()) if Path(name).exists() else name
+
+
+def method_name(loss_type: str | list[str]) -> str:
+    """The method a config's ``loss_type`` names: DPOConfig's is a list whose first loss names it (TRL calls
+    DPO's loss ``sigmoid``), KTOConfig's a single string (``kto``)."""
+    loss = loss_type if isinstance(loss_type, str) else loss_type[0]
+    return "DPO" if loss == "sigmoid" else loss.upper()
+
+
+def adapter_kind(config: Any) -> str:
+    """What a run trains: a QLoRA or LoRA adapter, or every weight."""
+    if getattr(config, "load_in_4bit", False):
+        return "QLoRA"
+    return "LoRA" if config.use_peft else "full fine-tuning"
+
+
+def training_info(config: Any, method: str, script: str, rows: int) -> dict[str, Any]:
+    """What the model card states: the base, ``method`` with the adapter kind ("IPO-LoRA"), the motion
+    tokenizer, the data and its ``rows``, the recipe, the hyper-parameters the config lists in its
+    ``card_fields``, and the command (``script`` launched with this process's arguments)."""
+    motion_tokenizer = motion_tokenizer_name(config)
+    argv = sys.argv[1:]
+    return {
+        "base_model": absolute_if_local(config.model_name_or_path),
+        "method": f"{method}-{adapter_kind(config)}",
+        "motion_tokenizer": absolute_if_local(motion_tokenizer) if motion_tokenizer else None,
+        "dataset": config.dataset_name,
+        "rows": rows,
+        "recipe": argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None,
+        "hyperparameters": {k: getattr(config, k) for k in config.card_fields if hasattr(config, k)},
+        "command": f"accelerate launch {script} " + " ".join(argv),
+    }
+
+
+def card_metrics(metrics: dict[str, float], prefixes: tuple[str, ...]) -> dict[str, float]:
+    """The final evaluation's metrics whose names start with ``prefixes``, rounded for the model card."""
+    return {k: round(v, 4) for k, v in metrics.items() if k.startswith(prefixes)}
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------- saving
+
+
+class AdapterCheckpointCallback(TrainerCallback):
+    """Makes every ``checkpoint-N`` a loadable policy folder like the final one: the base recorded by
+    absolute path, ``motion_vocab.json`` and ``motion_tokenizer.json`` (``motion-align evaluate --policy
+    name=<output_dir>/checkpoint-N`` then works)."""
+
+    def __init__(self, tokenizer: Any, info: dict[str, Any]) -> None:
+        self.tokenizer, self.info = tokenizer, info
+
+    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and model is not None and folder.is_dir():
+            describe_folder(folder, model, self.tokenizer, self.info)
+
+
+def describe_folder(folder: Path, model: Any, tokenizer: Any, info: dict[str, Any]) -> None:
+    """``motion_vocab.json``, ``motion_tokenizer.json`` and the absolute base path in a saved folder."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    write_vocab_info(base, tokenizer, folder)
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():  # a local base is recorded by absolute path, so the folder loads anywhere
+        data = json.loads(adapter_config.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = info["base_model"]
+        adapter_config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if info.get("motion_tokenizer"):
+        record_motion_tokenizer(folder, info["motion_tokenizer"])
+
+
+def save_policy_folder(folder: str | Path, model: Any, tokenizer: Any, info: dict[str, Any]) -> Path:
+    """Main process, after the policy (adapter or whole) was saved into ``folder``: its description
+    (:func:`describe_folder`) and ``training_info.json``."""
+    out = Path(folder)
+    describe_folder(out, model, tokenizer, info)
+    write_json(out / TRAINING_INFO, info)
+    return out
+
+
+def save_aligned_policy(
+    trainer: Any, tokenizer: Any, config: Any, info: dict[str, Any], run_file: str, run: dict[str, Any],
+    push: bool,
+) -> Path | None:  # fmt: skip
+    """The end of a TRL alignment run: every process saves the model (ZeRO-3 gathers the weights from all of
+    them); the main process writes the trainer state, the policy folder (:func:`save_policy_folder`) and
+    ``run_file`` (``run``), and pushes the folder to ``config.hub_model_id`` when ``push``. Returns the folder
+    on the main process, None on the others."""
+    trainer.save_model(config.output_dir)
+    if not trainer.accelerator.is_main_process:
+        return None
+    trainer.save_state()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    out = save_policy_folder(config.output_dir, model, tokenizer, info)
+    write_json(out / run_file, run)
+    logger.info("saved the aligned policy to %s", out)
+    if push:
+        logger.info("pushed to %s", push_recipe_output(out, config))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- process
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def take_push_flag(config: Any) -> bool:
+    """``config.push_to_hub``, turned off in the config: the recipe pushes once, at the end, with the model
+    card, rather than TRL at every save."""
+    push, config.push_to_hub = config.push_to_hub, False
+    return push
+
+
+def resume_flag(config: Any) -> bool | str | None:
+    """``trainer.train``'s ``resume_from_checkpoint`` from the recipe's: "true" or "latest" mean the newest
+    checkpoint in ``output_dir`` (True), a folder means that one."""
+    checkpoint = config.resume_from_checkpoint
+    return True if checkpoint in ("true", "True", "latest") else checkpoint
+
+
+def recipe_main(main: Callable[[], None], script: str) -> None:
+    """Runs a recipe's ``main``; a missing input (a FileNotFoundError from :func:`check_input` and the
+    loaders) ends it with one line that says how to create it, not a traceback."""
+    try:
+        main()
+    except FileNotFoundError as error:
+        sys.exit(f"{script}: error: {error}")
