@@ -18,7 +18,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 install: $(BIN)/.installed
 
 test: install
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 test-slow: install
 	$(BIN)/pytest -m slow -q
@@ -31,8 +31,11 @@ format: install
 	$(BIN)/ruff format motion_align tokenizer tests recipes benchmarks experiments
 	$(BIN)/ruff check --fix motion_align tokenizer tests recipes benchmarks experiments
 
+# `make demo DEMO_ARGS="--reference path/to/HumanML3D"` also measures the tokenizer on real HumanML3D clips
+DEMO_ARGS ?=
+
 demo: install
-	$(BIN)/motion-align demo --out outputs/demo
+	$(BIN)/motion-align demo --out outputs/demo $(DEMO_ARGS)
 
 # docs/RESULTS.md's ablation tables, all of them (one table: `python experiments/ablations.py <table>`);
 # needs `make demo` and the demo's LLaMA policy (`motion-align demo --out outputs/demo --policy-family llama`)

@@ -8,6 +8,9 @@ import torch
 from motion_align.data.corpus import CorpusConfig, build_corpus
 
 REPO = Path(__file__).resolve().parents[1]
+#: Real HumanML3D files (one clip, Mean.npy/Std.npy) in the project's workspace beside the checkout, outside
+#: the repository: the tests that compare against them skip, saying so, where they are absent.
+HUMANML3D = REPO.parent / "shared" / "humanml3d"
 
 
 @pytest.fixture(scope="session")

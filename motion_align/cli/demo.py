@@ -18,6 +18,7 @@ def _demo(args: argparse.Namespace) -> None:
         num_clips=args.num_clips,
         seed=args.seed,
         force=args.force,
+        reference=Path(args.reference) if args.reference else None,
         tokenizer_recipe=args.tokenizer_recipe,
         policy_family=args.policy_family,
         sft_recipe=args.sft_recipe or "",
@@ -34,6 +35,11 @@ def add_demo_commands(commands: Any) -> None:
     demo.add_argument("--num-clips", type=int, default=10000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--force", action="store_true", help="redo finished stages")
+    demo.add_argument(
+        "--reference", default=None,
+        help="a real HumanML3D folder: the corpus statistics are shown next to its Mean/Std and the tokenizer "
+        "is measured on its clips too",
+    )  # fmt: skip
     demo.add_argument(
         "--tokenizer-recipe", default="recipes/tokenizer/small.yaml", help="tokenizer YAML recipe"
     )

@@ -7,9 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The repository checkout (recipes/ lives there) and real HumanML3D reference files beside it.
+#: The repository checkout (recipes/ lives there).
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = REPO.parent / "shared" / "humanml3d"
 
 
 @dataclass
@@ -19,6 +18,9 @@ class DemoConfig:
     seed: int = 0
     num_samples: int = 6
     force: bool = False
+    #: A real HumanML3D folder (Mean.npy/Std.npy, new_joint_vecs/): the corpus statistics are shown next to
+    #: its statistics and the tokenizer is also measured on its clips. None: neither.
+    reference: Path | None = None
     #: Tokenizer recipe (relative to the checkout) and optional overrides, e.g. {"max_steps": 20}.
     tokenizer_recipe: str = "recipes/tokenizer/small.yaml"
     tokenizer_overrides: dict | None = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from motion_align.data.corpus import CorpusConfig, build_corpus, read_corpus_record
-from motion_align.demo.common import REFERENCE, DemoConfig, read_json, rel, write_json
+from motion_align.demo.common import DemoConfig, read_json, rel, write_json
 from motion_align.motion.humanml3d import read_captions, read_events, read_joints, read_split
 from motion_align.motion.render import render_motion, render_side_by_side
 from motion_align.motion.statistics import statistics_table
@@ -37,7 +37,7 @@ def corpus_stage(config: DemoConfig, stages: dict) -> dict:
 def corpus_section(config: DemoConfig, record: dict) -> list[str]:
     figures = record["figures"]
     frames = figures["frames"]
-    reference = REFERENCE if (REFERENCE / "Std.npy").exists() else None
+    reference = config.reference if config.reference and (config.reference / "Std.npy").exists() else None
     return [
         "## Corpus",
         "",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_align.demo.common import REFERENCE, REPO, DemoConfig, read_json, rel, write_json
+from motion_align.demo.common import REPO, DemoConfig, read_json, rel, write_json
 from motion_align.evaluation.reconstruction import mpjpe_mm, reconstruct
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.humanml3d import read_captions, read_features, read_split
@@ -30,9 +30,9 @@ def _training_config(
     return training, ["--config", config.tokenizer_recipe, *args]
 
 
-def _real_clip_mpjpe(tokenizer) -> dict | None:
-    """MPJPE (mm) on the one real HumanML3D clip beside the checkout, when it is there."""
-    clips = sorted((REFERENCE / "new_joint_vecs").glob("*.npy")) if REFERENCE.exists() else []
+def _real_clip_mpjpe(tokenizer, reference: Path | None) -> dict | None:
+    """MPJPE (mm) on the clips of the real HumanML3D folder ``reference``, when one is given."""
+    clips = sorted((reference / "new_joint_vecs").glob("*.npy")) if reference else []
     if not clips:
         return None
     features = [np.load(clip, allow_pickle=False) for clip in clips]
@@ -64,7 +64,7 @@ def tokenizer_stage(config: DemoConfig, stages: dict) -> dict:
         **results[training.eval_split],
         "train_seconds": results["train_seconds"],
         "steps": results["steps"],
-        "real_clip_mpjpe_mm": _real_clip_mpjpe(tokenizer),
+        "real_clip_mpjpe_mm": _real_clip_mpjpe(tokenizer, config.reference),
     }
     record = {
         "path": str(path),
@@ -110,10 +110,10 @@ def tokenizer_section(config: DemoConfig, record: dict) -> list[str]:
     f = record["figures"]
     real = f.get("real_clip_mpjpe_mm")
     real_row = (
-        f"| real HumanML3D clip (`shared/humanml3d`, out of distribution) | 1 "
+        f"| real HumanML3D clip (`{config.reference}`, out of distribution) | 1 "
         f"| {real['mpjpe_root_relative_mm']} | {real['mpjpe_mm']} | | |"
         if real
-        else "| real HumanML3D clip | n/a (no shared/ folder beside the checkout) | | | | |"
+        else "| real HumanML3D clip | n/a (`motion-align demo --reference DIR` measures one) | | | | |"
     )
     lines = [
         "## Motion tokenizer (VQ-VAE)",

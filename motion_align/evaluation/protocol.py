@@ -1,6 +1,6 @@
 """The evaluation protocol: metrics of real motions, tokenizer reconstructions and policy generations.
 
-Follows Guo et al. 2022's protocol (shared/MOTION_FORMAT.md, last section) on the items of a split:
+Follows Guo et al. 2022's protocol (docs/evaluation.md, "The protocol") on the items of a split:
 
 - each of ``repeats`` (20) repetitions regroups the pairs at random for R-precision (groups of 32) and draws
   new Diversity pairs (300) and MultiModality pairs (10 per prompt);

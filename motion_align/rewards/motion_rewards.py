@@ -13,7 +13,7 @@ A completion that is not a usable motion (a decoding problem, or outside 40 to 1
 ``invalid_score`` (0 by default: the lowest reward either model gives), so RL learns to finish motions.
 
 Neither is the benchmark's evaluator: training against the model that scores the benchmark rewards
-hacking it (shared/DESIGN.md section 4).
+hacking it (docs/design.md).
 """
 
 from __future__ import annotations

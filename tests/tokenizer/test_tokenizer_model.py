@@ -5,16 +5,19 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import HUMANML3D
 
 from motion_tokenizer import CheckpointError, MotionVQVAE, VQVAEConfig, joints_from_features
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "humanml3d"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared/humanml3d reference files not present")
+SHARED = HUMANML3D
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(),
+    reason=f"the workspace's real HumanML3D files ({SHARED}, outside the repository) are absent",
+)
 
 
 @pytest.fixture(scope="module")

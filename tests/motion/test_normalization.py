@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HUMANML3D
 
 from motion_align.motion.normalization import (
     STD_EPSILON,
@@ -16,7 +17,7 @@ from motion_align.motion.normalization import (
 )
 from motion_align.motion.skeleton import FEATURE_DIM, FEATURE_GROUPS
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "humanml3d"
+REFERENCE = HUMANML3D
 
 
 def _tiny_clips() -> list[np.ndarray]:

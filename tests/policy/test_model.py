@@ -84,7 +84,7 @@ def test_text_tokenizer_conventions() -> None:
 def test_text_tokenizer_deterministic_across_processes() -> None:
     here = _hash_tokenizers()
     assert here == _hash_tokenizers()
-    code = "import json, tests.test_policy as t; print(json.dumps(t._hash_tokenizers()))"
+    code = "import json, tests.policy.test_model as t; print(json.dumps(t._hash_tokenizers()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == here
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import HUMANML3D
 
 from motion_align.motion import features as F
 from motion_align.motion import skeleton as sk
@@ -28,7 +27,7 @@ from motion_align.motion.quaternion import (
     qyaw,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "humanml3d"
+REFERENCE = HUMANML3D
 CLIP = "012314"
 COMPARED = 80  # frames whose reference features are not affected by the missing 171st raw frame
 

@@ -136,7 +136,9 @@ def test_sampler_returns_k_scored_candidates_per_prompt_as_trainable_completions
     vocab = MotionVocab.from_tokenizer(tokenizer)
     assert got.scores.shape == got.valid.shape == got.similarity.shape == (4, 5)
     assert [len(per_prompt) for per_prompt in got.completion_ids] == [5, 5, 5, 5]
-    completions = [(b, k, ids) for b, per_prompt in enumerate(got.completion_ids) for k, ids in enumerate(per_prompt)]
+    completions = [
+        (b, k, ids) for b, per_prompt in enumerate(got.completion_ids) for k, ids in enumerate(per_prompt)
+    ]
     assert all(ids[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
                for _, _, ids in completions)  # fmt: skip
     assert 0 < got.valid.sum() < 20, "the fixture's policy should make valid and invalid motions"
