@@ -13,61 +13,41 @@ With no arguments it aligns the demo's SFT policy (outputs/demo/policy-t5) on th
 motion_tokenizer.json, training_info.json and dpo_run.json to <output_dir>, checkpoints next to them.
 """
 
-import logging
-
-from trl import TrlParser
-
+from motion_align.trainers import recipe
 from motion_align.trainers.dpo_config import MotionDPOConfig
 from motion_align.trainers.dpo_trainer import MotionDPOTrainer
-from motion_align.trainers.recipe import (
-    AdapterCheckpointCallback,
-    card_metrics,
-    end_processes,
-    get_policy,
-    get_preference_datasets,
-    method_name,
-    recipe_main,
-    resume_flag,
-    save_aligned_policy,
-    setup_logging,
-    take_push_flag,
-    training_info,
-)
-
-logger = logging.getLogger("dpo_ipo")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionDPOConfig,)).parse_args_and_config()
-    push = take_push_flag(config)
-    logger.info("world size %d, device %s, loss %s", config.world_size, config.device, config.loss_type)
+    # Config and logging
+    config = recipe.parse_config(MotionDPOConfig)
+    push = recipe.take_push_flag(config)
 
     # Model and tokenizer
-    model, tokenizer, peft_config = get_policy(config)
+    model, tokenizer, peft_config = recipe.get_policy(config)
 
     # Data
-    data = get_preference_datasets(config)
-    logger.info("%d training pairs, %s eval pairs", len(data["train"]), data["eval"] and len(data["eval"]))
+    data = recipe.get_preference_datasets(config)
 
     # Training
-    info = training_info(config, method_name(config.loss_type), "recipes/dpo_ipo.py", len(data["train"]))
+    info = recipe.training_info(
+        config, recipe.method_name(config.loss_type), "recipes/dpo_ipo.py", len(data["train"])
+    )
     trainer = MotionDPOTrainer(model, args=config, train_dataset=data["train"], eval_dataset=data["eval"],
                                processing_class=tokenizer, peft_config=peft_config,
-                               callbacks=[AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
-    result = trainer.train(resume_from_checkpoint=resume_flag(config))
+                               callbacks=[recipe.AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
+    result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
     metrics = trainer.evaluate() if data["eval"] is not None else {}
 
     # Save (every process: ZeRO-3 gathers the weights), and push
-    info["metrics"] = card_metrics(metrics, ("eval_loss", "eval_rewards"))
+    info["metrics"] = recipe.card_metrics(metrics, ("eval_loss", "eval_rewards"))
     zero_stage = trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage
     distributed = str(trainer.accelerator.distributed_type)
     run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics,
            "distributed_type": distributed, "zero_stage": zero_stage}  # fmt: skip
-    save_aligned_policy(trainer, tokenizer, config, info, "dpo_run.json", run, push)
-    end_processes(trainer.accelerator)
+    recipe.save_aligned_policy(trainer, tokenizer, config, info, "dpo_run.json", run, push)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/dpo_ipo.py")
+    recipe.run(main, "recipes/dpo_ipo.py")

@@ -14,54 +14,41 @@ to <output_dir>, checkpoints next to them.
 
 import logging
 
-from trl import GRPOTrainer, TrlParser
+from trl import GRPOTrainer
 
+from motion_align.trainers import recipe
 from motion_align.trainers.grpo_config import MotionGRPOConfig
 from motion_align.trainers.grpo_trainer import get_grpo_prompts, get_reward_functions, save_grpo_result
-from motion_align.trainers.recipe import (
-    AdapterCheckpointCallback,
-    end_processes,
-    get_policy,
-    load_motion_tokenizer,
-    recipe_main,
-    require_decoder_only,
-    resume_flag,
-    setup_logging,
-    take_push_flag,
-    training_info,
-)
 
 logger = logging.getLogger("grpo")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionGRPOConfig,)).parse_args_and_config()
-    push = take_push_flag(config)
-    logger.info("world size %d, G %d, rewards %s", config.world_size, config.num_generations,
-                config.reward_functions)  # fmt: skip
+    # Config and logging
+    config = recipe.parse_config(MotionGRPOConfig)
+    push = recipe.take_push_flag(config)
+    logger.info("G %d, rewards %s", config.num_generations, config.reward_functions)
 
     # Models: the decoder-only policy, its motion tokenizer and the rewards that score its motions
-    model, tokenizer, peft_config = get_policy(config)
-    require_decoder_only(model, config, "GRPOTrainer", "recipes/ppo.py")
-    reward_funcs = get_reward_functions(config, tokenizer, load_motion_tokenizer(config))
+    model, tokenizer, peft_config = recipe.get_policy(config)
+    recipe.require_decoder_only(model, config, "GRPOTrainer", "recipes/ppo.py")
+    reward_funcs = get_reward_functions(config, tokenizer, recipe.load_motion_tokenizer(config))
 
     # Data: one prompt per caption, ending with the start-of-motion token
     prompts = get_grpo_prompts(config, tokenizer)
     logger.info("%d training prompts", len(prompts))
 
     # Training
-    info = training_info(config, "GRPO", "recipes/grpo.py", len(prompts))
+    info = recipe.training_info(config, "GRPO", "recipes/grpo.py", len(prompts))
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=prompts,
                           processing_class=tokenizer, peft_config=peft_config,
-                          callbacks=[AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
-    result = trainer.train(resume_from_checkpoint=resume_flag(config))
+                          callbacks=[recipe.AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
+    result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
 
     # Save (every process), and push
     save_grpo_result(trainer, tokenizer, config, info, result.metrics, push)
-    end_processes(trainer.accelerator)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/grpo.py")
+    recipe.run(main, "recipes/grpo.py")

@@ -18,57 +18,36 @@ arguments it aligns the demo's LLaMA SFT policy (outputs/demo/policy-llama) on t
 motion_tokenizer.json, training_info.json and kto_run.json to <output_dir>, checkpoints next to them.
 """
 
-import logging
-
-from trl import TrlParser
-
+from motion_align.trainers import recipe
 from motion_align.trainers.kto_config import MotionKTOConfig
 from motion_align.trainers.kto_trainer import get_kto_datasets, get_kto_trainer
-from motion_align.trainers.recipe import (
-    AdapterCheckpointCallback,
-    card_metrics,
-    end_processes,
-    get_policy,
-    recipe_main,
-    require_decoder_only,
-    resume_flag,
-    save_aligned_policy,
-    setup_logging,
-    take_push_flag,
-    training_info,
-)
-
-logger = logging.getLogger("kto")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionKTOConfig,)).parse_args_and_config()
-    push = take_push_flag(config)
-    logger.info("world size %d, device %s, loss %s", config.world_size, config.device, config.loss_type)
+    # Config and logging
+    config = recipe.parse_config(MotionKTOConfig)
+    push = recipe.take_push_flag(config)
 
     # Model and tokenizer: a decoder-only policy
-    model, tokenizer, peft_config = get_policy(config)
-    require_decoder_only(model, config, "KTOTrainer", "recipes/dpo_ipo.py")
+    model, tokenizer, peft_config = recipe.get_policy(config)
+    recipe.require_decoder_only(model, config, "KTOTrainer", "recipes/dpo_ipo.py")
 
     # Data: a desirable and an undesirable row per pair
     data = get_kto_datasets(config)
-    logger.info("%d training rows, %s eval rows", len(data["train"]), data["eval"] and len(data["eval"]))
 
     # Training (full fine-tuning: the reference is a frozen copy of the starting policy)
-    info = training_info(config, "KTO", "recipes/kto.py", len(data["train"]))
+    info = recipe.training_info(config, "KTO", "recipes/kto.py", len(data["train"]))
     trainer = get_kto_trainer(model, tokenizer, config, data, peft_config,
-                              callbacks=[AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
-    result = trainer.train(resume_from_checkpoint=resume_flag(config))
+                              callbacks=[recipe.AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
+    result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
     metrics = trainer.evaluate() if data["eval"] is not None else {}
 
     # Save (every process: ZeRO-3 gathers the weights), and push
-    info["metrics"] = card_metrics(metrics, ("eval_loss", "eval_kl", "eval_rewards"))
+    info["metrics"] = recipe.card_metrics(metrics, ("eval_loss", "eval_kl", "eval_rewards"))
     run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
-    save_aligned_policy(trainer, tokenizer, config, info, "kto_run.json", run, push)
-    end_processes(trainer.accelerator)
+    recipe.save_aligned_policy(trainer, tokenizer, config, info, "kto_run.json", run, push)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/kto.py")
+    recipe.run(main, "recipes/kto.py")

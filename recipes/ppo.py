@@ -17,52 +17,40 @@ Writes the adapter, tokenizer, motion_vocab.json, motion_tokenizer.json, trainin
 import logging
 import time
 
-from trl import TrlParser
-
+from motion_align.trainers import recipe
 from motion_align.trainers.ppo_config import MotionPPOConfig
 from motion_align.trainers.ppo_trainer import (
     MotionPPOTrainer,
-    get_prompt_dataset,
+    get_ppo_prompts,
     get_reward_and_value,
     save_ppo_result,
-)
-from motion_align.trainers.recipe import (
-    end_processes,
-    get_policy,
-    recipe_main,
-    resume_flag,
-    setup_logging,
-    training_info,
 )
 
 logger = logging.getLogger("ppo")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionPPOConfig,)).parse_args_and_config()
+    # Config and logging
+    config = recipe.parse_config(MotionPPOConfig)
 
     # Models and prompts
-    model, tokenizer, peft_config = get_policy(config)
+    model, tokenizer, peft_config = recipe.get_policy(config)
     reward, value = get_reward_and_value(config, tokenizer)
-    prompts = get_prompt_dataset(config, tokenizer)
+    prompts = get_ppo_prompts(config, tokenizer)
     logger.info("%d prompts; reward: %s", len(prompts), config.reward)
 
     # Training
     trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_flag(config))
+    trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
     seconds = time.perf_counter() - start
 
-    # Save
-    trainer.save_model(config.output_dir)
-    if trainer.accelerator.is_main_process:
-        info = training_info(config, "PPO", "recipes/ppo.py", len(prompts))
-        out = save_ppo_result(trainer, tokenizer, config, info, seconds)
+    # Save (every process), and the record of the run
+    out = save_ppo_result(trainer, tokenizer, config, len(prompts), seconds)
+    if out is not None:
         logger.info("saved to %s after %.0f s", out, seconds)
-    end_processes(trainer.accelerator)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/ppo.py")
+    recipe.run(main, "recipes/ppo.py")

@@ -12,21 +12,12 @@ held-out pairs, and their gap) and training_curves.png to <output_dir>. recipes/
 
 import logging
 
-from trl import TrlParser
-
-from motion_align.trainers.recipe import (
-    end_processes,
-    get_preference_datasets,
-    recipe_main,
-    resume_flag,
-    setup_logging,
-)
+from motion_align.trainers import recipe
 from motion_align.trainers.reward_config import MotionRewardConfig
 from motion_align.trainers.reward_trainer import (
     MotionRewardTrainer,
+    get_reward_datasets,
     get_reward_model,
-    pair_rows,
-    reward_report,
     save_reward_model,
 )
 
@@ -34,28 +25,24 @@ logger = logging.getLogger("reward_model")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionRewardConfig,)).parse_args_and_config()
+    # Config and logging
+    config = recipe.parse_config(MotionRewardConfig)
 
     # Model and pairs
     model, tokenizer = get_reward_model(config)
-    data = get_preference_datasets(config, rows=pair_rows)
-    logger.info("%d training pairs, %s held out", len(data["train"]), data["eval"] and len(data["eval"]))
+    data = get_reward_datasets(config)
 
     # Training
     trainer = MotionRewardTrainer(model, config, tokenizer, train_dataset=data["train"],
                                   eval_dataset=data["eval"])  # fmt: skip
-    trainer.train(resume_from_checkpoint=resume_flag(config))
-    report = reward_report(trainer, data)
+    trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
 
-    # Save
-    trainer.save_model(config.output_dir)
-    if trainer.accelerator.is_main_process:
-        out = save_reward_model(trainer, tokenizer, config, report)
-        logger.info("saved to %s: %s", out, report)
-    end_processes(trainer.accelerator)
+    # Save (every process), with the report of held-out accuracy
+    out = save_reward_model(trainer, tokenizer, config, data)
+    if out is not None:
+        logger.info("saved to %s", out)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/reward_model.py")
+    recipe.run(main, "recipes/reward_model.py")

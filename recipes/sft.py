@@ -14,26 +14,17 @@ checkpoint-* folders and trainer_state.json next to it, and sft_run.json (world 
 
 import logging
 
-from trl import TrlParser
-
 from motion_align.data.sft import load_sft_dataset
-from motion_align.trainers.recipe import end_processes, recipe_main, resume_flag, setup_logging
+from motion_align.trainers import recipe
 from motion_align.trainers.sft_config import MotionSFTConfig
-from motion_align.trainers.sft_trainer import (
-    final_eval_metrics,
-    get_sft_policy,
-    get_sft_trainer,
-    save_sft_policy,
-)
+from motion_align.trainers.sft_trainer import get_sft_policy, get_sft_trainer, save_sft_policy
 
 logger = logging.getLogger("sft")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config()
-    logger.info("world size %d, device %s", config.world_size, config.device)
+    # Config and logging
+    config = recipe.parse_config(MotionSFTConfig)
 
     # Model and tokenizer
     model, tokenizer = get_sft_policy(config)
@@ -45,15 +36,14 @@ def main() -> None:
 
     # Training
     trainer = get_sft_trainer(model, tokenizer, config, dataset["train"], eval_dataset)
-    result = trainer.train(resume_from_checkpoint=resume_flag(config))
-    metrics = final_eval_metrics(trainer, eval_dataset)
+    result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
 
-    # Save
-    if trainer.accelerator.is_main_process:
-        run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
-        logger.info("saved the policy to %s", save_sft_policy(trainer, tokenizer, config, run))
-    end_processes(trainer.accelerator)
+    # Save (every process evaluates, the main one writes)
+    out = save_sft_policy(trainer, tokenizer, config, result, eval_dataset)
+    if out is not None:
+        logger.info("saved the policy to %s", out)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/sft.py")
+    recipe.run(main, "recipes/sft.py")

@@ -16,21 +16,9 @@ training_info.json and sopo_run.json (with the share of training time spent samp
 import logging
 
 import torch
-from trl import TrlParser
 
 from motion_align.policy.vocab import MotionVocab
-from motion_align.trainers.recipe import (
-    AdapterCheckpointCallback,
-    end_processes,
-    get_policy,
-    load_motion_tokenizer,
-    recipe_main,
-    resume_flag,
-    save_aligned_policy,
-    setup_logging,
-    take_push_flag,
-    training_info,
-)
+from motion_align.trainers import recipe
 from motion_align.trainers.sopo_config import METHODS, MotionSoPoConfig
 from motion_align.trainers.sopo_trainer import MotionSoPoTrainer, get_real_motion_datasets, load_reward_model
 
@@ -38,16 +26,14 @@ logger = logging.getLogger("sopo")
 
 
 def main() -> None:
-    # Logging
-    setup_logging()
-    (config,) = TrlParser((MotionSoPoConfig,)).parse_args_and_config()
-    push = take_push_flag(config)
-    logger.info("world size %d, preferred from the %s, K %d", config.world_size, config.preferred_source,
-                config.num_candidates)  # fmt: skip
+    # Config and logging
+    config = recipe.parse_config(MotionSoPoConfig)
+    push = recipe.take_push_flag(config)
+    logger.info("preferred from the %s, K %d", config.preferred_source, config.num_candidates)
 
     # Models: the policy, its motion tokenizer and the reward model that scores the samples
-    model, tokenizer, peft_config = get_policy(config)
-    reward_model, motion_tokenizer = load_reward_model(config), load_motion_tokenizer(config)
+    model, tokenizer, peft_config = recipe.get_policy(config)
+    reward_model, motion_tokenizer = load_reward_model(config), recipe.load_motion_tokenizer(config)
 
     # Data: prompts and their real motions
     data = get_real_motion_datasets(config, MotionVocab.from_tokenizer(tokenizer).codebook_size)
@@ -56,12 +42,14 @@ def main() -> None:
     )
 
     # Training
-    info = training_info(config, METHODS[config.preferred_source], "recipes/sopo.py", len(data["train"]))
-    callbacks = [AdapterCheckpointCallback(tokenizer, info)]
+    info = recipe.training_info(
+        config, METHODS[config.preferred_source], "recipes/sopo.py", len(data["train"])
+    )
+    callbacks = [recipe.AdapterCheckpointCallback(tokenizer, info)]
     trainer = MotionSoPoTrainer(model, config, reward_model, motion_tokenizer, processing_class=tokenizer,
                                 train_dataset=data["train"], eval_dataset=data["eval"],
                                 peft_config=peft_config, callbacks=callbacks)  # fmt: skip
-    result = trainer.train(resume_from_checkpoint=resume_flag(config))
+    result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
     metrics = trainer.evaluate() if data["eval"] is not None else {}
 
     # Save (every process), and push: the run record gives the share of the training time spent sampling
@@ -70,10 +58,10 @@ def main() -> None:
     share = round(sampling / runtime, 4) if runtime else None
     run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics,
            "sampling_seconds": round(sampling, 2), "sampling_share": share}  # fmt: skip
-    save_aligned_policy(trainer, tokenizer, config, info, "sopo_run.json", run, push)
+    recipe.save_aligned_policy(trainer, tokenizer, config, info, "sopo_run.json", run, push)
     logger.info("%.0f%% of the training time was sampling", 100 * sampling / max(runtime, 1e-9))
-    end_processes(trainer.accelerator)
+    recipe.end_processes(trainer.accelerator)
 
 
 if __name__ == "__main__":
-    recipe_main(main, "recipes/sopo.py")
+    recipe.run(main, "recipes/sopo.py")

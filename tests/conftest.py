@@ -43,6 +43,8 @@ def tiny_tokenizer_config(data_dir, output_dir, **overrides):
     return config
 
 
+#: Motion codes of the tiny policies of the preference tests.
+PAIR_CODEBOOK = 16
 #: Captions and degrees of the tiny preference pairs of the DPO tests.
 PAIR_CAPTIONS = [
     "a person jumps twice.",
@@ -106,7 +108,17 @@ def fit(model, tokenizer, captions: list[str], codes: list[list[int]], steps: in
 
 
 @pytest.fixture(scope="session")
-def policy_artifacts(tiny_corpus, tmp_path_factory) -> dict:
+def motion_tokenizer_dir(tiny_corpus, tmp_path_factory) -> Path:
+    """A VQ-VAE trained 2 steps on the tiny corpus (the tiny recipe), saved."""
+    from motion_align.training.tokenizer_training import train_tokenizer
+
+    out = tmp_path_factory.mktemp("motion_tokenizer") / "vq"
+    train_tokenizer(tiny_tokenizer_config(tiny_corpus, out, max_steps=2, eval_max_clips=2, save_steps=100))
+    return out
+
+
+@pytest.fixture(scope="session")
+def policy_artifacts(tiny_corpus, motion_tokenizer_dir, tmp_path_factory) -> dict:
     """What the SoPo, reward-model, PPO and GRPO tests read: a motion tokenizer, a tokenized dataset, a
     retrieval model and a policy per family that records its motion tokenizer (fitted briefly, so that
     some samples are valid)."""
@@ -115,20 +127,22 @@ def policy_artifacts(tiny_corpus, tmp_path_factory) -> dict:
     from motion_align.policy.model import build_policy, format_prompt, save_policy
     from motion_align.policy.text_tokenizer import train_text_tokenizer
     from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
-    from motion_align.training.tokenizer_training import train_tokenizer
     from motion_tokenizer import MotionVQVAE
 
     root = tmp_path_factory.mktemp("policy_artifacts")
-    train_tokenizer(
-        tiny_tokenizer_config(tiny_corpus, root / "vq", max_steps=2, eval_max_clips=2, save_steps=100)
-    )
-    vq = MotionVQVAE.from_pretrained(str(root / "vq")).eval()
-    tokenized = tokenize_folder(vq, tiny_corpus, root / "tokenized", tokenizer_path=root / "vq")
+    vq = MotionVQVAE.from_pretrained(str(motion_tokenizer_dir)).eval()
+    tokenized = tokenize_folder(vq, tiny_corpus, root / "tokenized", tokenizer_path=motion_tokenizer_dir)
     train = tokenized["train"]
     captions = [item[0] for item in train["captions"]][:6]
     codes = [c[:14] for c in train["codes"]][:6]
+    torch.manual_seed(0)  # the retrieval model's weights, whatever ran before in this process
     TextMotionRetrieval(RetrievalConfig.preset("tiny")).save_pretrained(root / "retrieval")
-    out = {"root": root, "vq": root / "vq", "tokenized": root / "tokenized", "retrieval": root / "retrieval"}
+    out = {
+        "root": root,
+        "vq": motion_tokenizer_dir,
+        "tokenized": root / "tokenized",
+        "retrieval": root / "retrieval",
+    }
     texts = [format_prompt(c) for caps in train["captions"] for c in caps]
     for family in ("t5", "llama"):
         torch.manual_seed(0)
@@ -136,6 +150,25 @@ def policy_artifacts(tiny_corpus, tmp_path_factory) -> dict:
         model, tokenizer = build_policy(family, "tiny", tokenizer, vq.config.codebook_size, dropout=0.0)
         fit(model, tokenizer, captions, codes, steps=40)
         save_policy(model, tokenizer, root / family)
-        record_motion_tokenizer(root / family, str(root / "vq"))
+        record_motion_tokenizer(root / family, str(motion_tokenizer_dir))
         out[family] = root / family
     return out
+
+
+@pytest.fixture(scope="session")
+def preference_inputs(tmp_path_factory) -> dict[str, Path]:
+    """A saved tiny policy per family (16 motion codes) and 24 preference pairs in the canonical schema: what
+    the DPO and KTO recipe tests align."""
+    from datasets import Dataset
+
+    from motion_align.data.preferences import save_preferences
+    from motion_align.policy.model import build_policy, save_policy
+    from motion_align.policy.text_tokenizer import train_text_tokenizer
+
+    root = tmp_path_factory.mktemp("preference_inputs")
+    for family in ("t5", "llama"):
+        torch.manual_seed(0)
+        tokenizer = train_text_tokenizer(PAIR_CAPTIONS * 4, family, vocab_size=200)
+        save_policy(*build_policy(family, "tiny", tokenizer, PAIR_CODEBOOK, dropout=0.0), root / family)
+    save_preferences(Dataset.from_list(random_pairs(24, PAIR_CODEBOOK)), root / "prefs")
+    return {"t5": root / "t5", "llama": root / "llama", "prefs": root / "prefs"}

@@ -37,8 +37,8 @@ def add_demo_commands(commands: Any) -> None:
     demo.add_argument("--force", action="store_true", help="redo finished stages")
     demo.add_argument(
         "--reference", default=None,
-        help="a real HumanML3D folder: the corpus statistics are shown next to its Mean/Std and the tokenizer "
-        "is measured on its clips too",
+        help="a real HumanML3D folder: the corpus statistics are shown next to its Mean/Std and the "
+        "tokenizer is measured on its clips too",
     )  # fmt: skip
     demo.add_argument(
         "--tokenizer-recipe", default="recipes/tokenizer/small.yaml", help="tokenizer YAML recipe"

@@ -7,6 +7,7 @@ motion-align evaluate --data data/corpus --evaluator outputs/evaluator --policy 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     policies = _named_folders(args.policy, "--policy")
     estimators = _named_folders(args.length_estimator, "--length-estimator")
-    config = ProtocolConfig(
-        split=args.split,
-        num_prompts=args.num_prompts,
-        repeats=args.repeats,
-        generation_rounds=args.generation_rounds,
-        mm_prompts=args.mm_prompts,
-        mm_samples=args.mm_samples,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    config = ProtocolConfig(**{field.name: getattr(args, field.name) for field in fields(ProtocolConfig)})
     run_evaluation(
         args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge,
         estimators, args.max_frames, args.grammar,

@@ -12,6 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+#: What a generations.jsonl row says of a generated motion (besides its files).
+GENERATION_FIELDS = ("prompt", "sample", "codes", "num_frames", "valid", "problems")
+
 
 def _length_estimator(args: argparse.Namespace) -> None:
     from motion_align.policy.length_estimator import train_length_estimator
@@ -68,15 +71,8 @@ def _write_motion(motion, out: Path, formats: list[str]) -> dict:
             stem.with_suffix(".npy"),
             *render_motion(motion.joints, stem, motion.prompt, formats=formats),
         ]
-    return dict(
-        prompt=motion.prompt,
-        sample=motion.sample,
-        codes=motion.codes,
-        num_frames=motion.num_frames,
-        valid=motion.valid,
-        problems=motion.problems,
-        files=[str(f.relative_to(out)) for f in files],
-    )
+    row = {name: getattr(motion, name) for name in GENERATION_FIELDS}
+    return {**row, "files": [str(f.relative_to(out)) for f in files]}
 
 
 def _generate(args: argparse.Namespace) -> None:

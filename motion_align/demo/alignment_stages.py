@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from motion_align.demo.common import DemoConfig, read_json, rel, write_json
-from motion_align.demo.launch import RECIPE_PROCESSES, run_recipe
+from motion_align.demo.launch import loop_stage, override_flags, trainer_run, training_figures
 from motion_align.plots import plot_curves
 
 MIN_PAIRS = 4  # fewer judged pairs than this: the SFT policy is too weak to align (the aligned stage says so)
@@ -19,23 +19,8 @@ MIN_PAIRS = 4  # fewer judged pairs than this: the SFT policy is too weak to ali
 
 def reward_stage(config: DemoConfig, stages: dict) -> dict:
     """Trains the retrieval reward with the small recipe (reused when its settings match)."""
-    path = config.out / "retrieval"
-    args = [
-        "--config",
-        config.reward_recipe,
-        "--data_dir",
-        stages["corpus"]["path"],
-        "--output_dir",
-        str(path),
-    ]
-    for key, value in (config.reward_overrides or {}).items():
-        args += [f"--{key}", str(value)]
-    reused, command = run_recipe(
-        config, "train_retrieval.py", config.reward_recipe, path, args, not stages["corpus"]["reused"],
-        "eval_results.json", ["--per_device_train_batch_size", "128"], ("--resume_from_checkpoint", "latest"),
-    )  # fmt: skip
-    results = json.loads((path / "eval_results.json").read_text())
-    return {"path": str(path), "command": command, "reused": reused, "figures": results}
+    recipe, overrides = config.reward_recipe, config.reward_overrides
+    return loop_stage(config, stages, "train_retrieval.py", recipe, overrides, config.out / "retrieval", 128)
 
 
 def preferences_stage(config: DemoConfig, stages: dict) -> dict:
@@ -92,14 +77,12 @@ def aligned_stage(config: DemoConfig, stages: dict) -> dict:
     recipe = config.align_recipe or f"recipes/{family}/dpo_ipo/config_ipo_lora.yaml"
     path = config.out / f"aligned-{family}"
     args = ["--config", recipe, "--model_name_or_path", stages["policy"]["path"],
-            "--dataset_name", stages["preferences"]["path"], "--output_dir", str(path)]  # fmt: skip
-    for key, value in (config.align_overrides or {}).items():
-        args += [f"--{key}", str(value)]
+            "--dataset_name", stages["preferences"]["path"], "--output_dir", str(path),
+            *override_flags(config.align_overrides)]  # fmt: skip
     fresh = not (stages["policy"]["reused"] and stages["preferences"]["reused"])
-    gpu_args = ["--gradient_accumulation_steps", str(RECIPE_PROCESSES)]
-    reused, command = run_recipe(config, "dpo_ipo.py", recipe, path, args, fresh, "dpo_run.json", gpu_args)
-    run = json.loads((path / "dpo_run.json").read_text())
-    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    reused, command, run, history = trainer_run(
+        config, "dpo_ipo.py", recipe, path, args, fresh, "dpo_run.json"
+    )
     curves = plot_curves(
         history,
         path / "training_curves.png",
@@ -108,9 +91,7 @@ def aligned_stage(config: DemoConfig, stages: dict) -> dict:
         title=f"IPO-LoRA, {family} small",
     )  # fmt: skip
     figures = {
-        "world_size": run["world_size"],
-        "steps": history[-1]["step"] if history else 0,
-        "train_seconds": round(run["train"]["train_runtime"], 1),
+        **training_figures(run, history),
         **{
             k.removeprefix("eval_"): round(v, 4)
             for k, v in run["eval"].items()

@@ -9,35 +9,19 @@ evaluate`` with its defaults runs the full one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 from motion_align.demo.alignment_stages import comparison_lines, render_comparison
 from motion_align.demo.common import DemoConfig, read_json
-from motion_align.demo.launch import run_recipe
+from motion_align.demo.launch import loop_stage
 from motion_align.evaluation.protocol import ProtocolConfig, format_tables
 from motion_align.evaluation.runner import LABEL, run_evaluation
 
 
 def evaluator_stage(config: DemoConfig, stages: dict) -> dict:
     """Trains the Guo-style evaluator with the small recipe (reused when its settings match)."""
-    path = config.out / "evaluator"
-    args = [
-        "--config",
-        config.evaluator_recipe,
-        "--data_dir",
-        stages["corpus"]["path"],
-        "--output_dir",
-        str(path),
-    ]
-    for key, value in (config.evaluator_overrides or {}).items():
-        args += [f"--{key}", str(value)]
-    reused, command = run_recipe(
-        config, "train_evaluator.py", config.evaluator_recipe, path, args, not stages["corpus"]["reused"],
-        "eval_results.json", ["--per_device_train_batch_size", "64"], ("--resume_from_checkpoint", "latest"),
-    )  # fmt: skip
-    results = json.loads((path / "eval_results.json").read_text())
-    return {"path": str(path), "command": command, "reused": reused, "figures": results}
+    recipe, overrides = config.evaluator_recipe, config.evaluator_overrides
+    return loop_stage(config, stages, "train_evaluator.py", recipe, overrides, config.out / "evaluator", 64)
 
 
 def _policies(stages: dict) -> dict[str, str]:

@@ -7,6 +7,7 @@ with the same settings is reused; an interrupted one resumes from its newest che
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -76,3 +77,43 @@ def run_recipe(
     if done.returncode != 0:
         raise RuntimeError(f"recipes/{script} exited with code {done.returncode}: {' '.join(command)}")
     return False, shown
+
+
+def override_flags(overrides: dict | None) -> list[str]:
+    """``{"max_steps": 20}`` -> ``["--max_steps", "20"]``: a stage's recipe overrides as flags."""
+    return [item for key, value in (overrides or {}).items() for item in (f"--{key}", str(value))]
+
+
+def loop_stage(config: DemoConfig, stages: dict, script: str, recipe: str, overrides: dict | None, path: Path,
+               gpu_batch: int) -> dict:  # fmt: skip
+    """A training of the shared loop (``recipes/train_<model>.py``) on the demo's corpus, reused when its
+    settings match, resumed when it was interrupted; ``gpu_batch`` is its per-device batch on one GPU (the
+    global batch of the two CPU processes). Its record's figures are the run's ``eval_results.json``."""
+    args = ["--config", recipe, "--data_dir", stages["corpus"]["path"], "--output_dir", str(path),
+            *override_flags(overrides)]  # fmt: skip
+    reused, command = run_recipe(
+        config, script, recipe, path, args, not stages["corpus"]["reused"], "eval_results.json",
+        ["--per_device_train_batch_size", str(gpu_batch)], ("--resume_from_checkpoint", "latest"),
+    )  # fmt: skip
+    results = json.loads((path / "eval_results.json").read_text())
+    return {"path": str(path), "command": command, "reused": reused, "figures": results}
+
+
+def trainer_run(config: DemoConfig, script: str, recipe: str, path: Path, args: list[str], fresh: bool,
+                run_file: str) -> tuple[bool, str, dict, list[dict]]:  # fmt: skip
+    """Runs a TRL recipe (:func:`run_recipe`; on one GPU with twice the accumulation, the same global batch)
+    and reads back its ``run_file`` and the trainer's log history: (reused, command, run, history)."""
+    gpu_args = ["--gradient_accumulation_steps", str(RECIPE_PROCESSES)]
+    reused, command = run_recipe(config, script, recipe, path, args, fresh, run_file, gpu_args)
+    run = json.loads((path / run_file).read_text())
+    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    return reused, command, run, history
+
+
+def training_figures(run: dict, history: list[dict]) -> dict:
+    """The world size, steps and training seconds of a TRL recipe's run."""
+    return {
+        "world_size": run["world_size"],
+        "steps": history[-1]["step"] if history else 0,
+        "train_seconds": round(run["train"]["train_runtime"], 1),
+    }

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from motion_align.demo.common import REPO, DemoConfig, read_json, rel, write_json
-from motion_align.demo.launch import RECIPE_PROCESSES, run_recipe
+from motion_align.demo.launch import RECIPE_PROCESSES, override_flags, run_recipe
 from motion_align.plots import plot_curves
 
 
@@ -94,9 +94,8 @@ def policy_stage(config: DemoConfig, stages: dict) -> dict:
     """SFT (reused when its settings match), then validity on held-out prompts and renders."""
     path = config.out / f"policy-{config.policy_family}"
     tokenized = stages["tokenized"]["path"]
-    recipe_args = ["--config", config.sft_recipe, "--data_dir", tokenized, "--output_dir", str(path)]
-    for key, value in (config.sft_overrides or {}).items():
-        recipe_args += [f"--{key}", str(value)]
+    recipe_args = ["--config", config.sft_recipe, "--data_dir", tokenized, "--output_dir", str(path),
+                   *override_flags(config.sft_overrides)]  # fmt: skip
     gpu_args = ["--gradient_accumulation_steps", str(RECIPE_PROCESSES)]  # one GPU: the same global batch
     reused, command = run_recipe(
         config,

@@ -4,10 +4,8 @@ the retrieval reward, which is not the evaluator that measures the result)."""
 
 from __future__ import annotations
 
-import json
-
 from motion_align.demo.common import DemoConfig, rel
-from motion_align.demo.launch import RECIPE_PROCESSES, run_recipe
+from motion_align.demo.launch import override_flags, trainer_run, training_figures
 from motion_align.plots import plot_curves
 
 
@@ -18,14 +16,9 @@ def sopo_stage(config: DemoConfig, stages: dict) -> dict:
     path = config.out / f"sopo-{family}"
     args = ["--config", recipe, "--model_name_or_path", stages["policy"]["path"],
             "--dataset_name", stages["tokenized"]["path"], "--reward_model", stages["reward"]["path"],
-            "--output_dir", str(path)]  # fmt: skip
-    for key, value in (config.sopo_overrides or {}).items():
-        args += [f"--{key}", str(value)]
+            "--output_dir", str(path), *override_flags(config.sopo_overrides)]  # fmt: skip
     fresh = not all(stages[name]["reused"] for name in ("policy", "tokenized", "reward"))
-    gpu_args = ["--gradient_accumulation_steps", str(RECIPE_PROCESSES)]
-    reused, command = run_recipe(config, "sopo.py", recipe, path, args, fresh, "sopo_run.json", gpu_args)
-    run = json.loads((path / "sopo_run.json").read_text())
-    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    reused, command, run, history = trainer_run(config, "sopo.py", recipe, path, args, fresh, "sopo_run.json")
     curves = plot_curves(
         history,
         path / "training_curves.png",
@@ -35,9 +28,7 @@ def sopo_stage(config: DemoConfig, stages: dict) -> dict:
     )  # fmt: skip
     logged = [row for row in history if "sopo/worst_score" in row]
     figures = {
-        "world_size": run["world_size"],
-        "steps": history[-1]["step"] if history else 0,
-        "train_seconds": round(run["train"]["train_runtime"], 1),
+        **training_figures(run, history),
         "sampling_share": run["sampling_share"],
         **{key: [round(logged[i][f"sopo/{key}"], 4) for i in (0, -1)] if logged else None
            for key in ("worst_score", "valid_candidates", "unpreferred_used")},

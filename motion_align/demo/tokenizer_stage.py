@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from motion_align.demo.common import REPO, DemoConfig, read_json, rel, write_json
+from motion_align.demo.launch import override_flags
 from motion_align.evaluation.reconstruction import mpjpe_mm, reconstruct
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.humanml3d import read_captions, read_features, read_split
@@ -22,9 +23,7 @@ def _training_config(
 ) -> tuple[TokenizerTrainingConfig, list[str]]:
     from trl import TrlParser
 
-    args = ["--data_dir", corpus, "--output_dir", str(path)]
-    for key, value in (config.tokenizer_overrides or {}).items():
-        args += [f"--{key}", str(value)]
+    args = ["--data_dir", corpus, "--output_dir", str(path), *override_flags(config.tokenizer_overrides)]
     recipe = str(REPO / config.tokenizer_recipe)
     (training,) = TrlParser((TokenizerTrainingConfig,)).parse_args_and_config(["--config", recipe, *args])
     return training, ["--config", config.tokenizer_recipe, *args]

@@ -45,12 +45,10 @@ class EvaluatorTrainingConfig(LoopConfig):
     margin: float | None = field(default=None, metadata={"help": "Override the negative-pair margin."})
     segments: bool = field(default=True, metadata={"help": "Captioned segments are items too (HumanML3D)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Pairs per process and step."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate (T2M: 1e-4)."})
     lr_scheduler_type: str = field(
         default="constant_with_warmup", metadata={"help": "transformers scheduler."}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: none)."})
-    seed: int = field(default=42, metadata={"help": "Seed of the init, the batches and the evaluation."})
     eval_group_size: int = field(default=32, metadata={"help": "R-precision group size (protocol: 32)."})
     eval_repeats: int = field(default=20, metadata={"help": "Random groupings averaged (protocol: 20)."})
     eval_max_items: int | None = field(default=None, metadata={"help": "Cap on evaluation items."})

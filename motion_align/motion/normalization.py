@@ -96,32 +96,28 @@ class Normalizer:
         """(mean, std), each (263,)."""
         return self.mean, self.std
 
-    def _stats(self, x: Any) -> tuple[Any, Any]:
+    def _operands(self, x: Any) -> tuple[Any, Any, Any]:
+        """(x, mean, std) of one type: torch tensors in x's float dtype on its device, or numpy arrays of at
+        least float32; std floored at ``STD_EPSILON``."""
         std = np.maximum(self.std, STD_EPSILON)
         if _is_torch(x):
             import torch
 
             dtype = x.dtype if x.is_floating_point() else torch.float32
-            return (torch.as_tensor(self.mean, dtype=dtype, device=x.device),
+            return (x, torch.as_tensor(self.mean, dtype=dtype, device=x.device),
                     torch.as_tensor(std, dtype=dtype, device=x.device))  # fmt: skip
-        return self.mean, std
+        x = np.asarray(x)
+        dtype = np.result_type(x.dtype, np.float32)
+        return x, self.mean.astype(dtype), std.astype(dtype)
 
     def normalize(self, x: Any) -> Any:
         """(x - mean) / std for x (..., 263), numpy array or torch tensor; same type back."""
-        mean, std = self._stats(x)
-        if not _is_torch(x):
-            x = np.asarray(x)
-            dtype = np.result_type(x.dtype, np.float32)
-            mean, std = mean.astype(dtype), std.astype(dtype)
+        x, mean, std = self._operands(x)
         return (x - mean) / std
 
     def denormalize(self, x: Any) -> Any:
         """x * std + mean for x (..., 263), numpy array or torch tensor; same type back."""
-        mean, std = self._stats(x)
-        if not _is_torch(x):
-            x = np.asarray(x)
-            dtype = np.result_type(x.dtype, np.float32)
-            mean, std = mean.astype(dtype), std.astype(dtype)
+        x, mean, std = self._operands(x)
         return x * std + mean
 
     def save(self, directory: str | Path) -> None:

@@ -54,8 +54,6 @@ class RetrievalTrainingConfig(LoopConfig):
         default=None,
         metadata={"help": "Keep at most this many captions per training item (each costs a MiniLM pass)."},
     )
-    per_device_train_batch_size: int = field(default=64, metadata={"help": "Pairs per process and step."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate (TMR: 1e-4)."})
     warmup_steps: int = field(default=50, metadata={"help": "Linear warmup steps."})
     temperature: float = field(default=0.1, metadata={"help": "InfoNCE temperature (TMR: 0.1)."})
     filter_threshold: float = field(
@@ -64,7 +62,6 @@ class RetrievalTrainingConfig(LoopConfig):
                   "left out of the InfoNCE denominators (TMR: 0.8)."},
     )  # fmt: skip
     text_batch_size: int = field(default=256, metadata={"help": "Captions per frozen-encoder forward pass."})
-    seed: int = field(default=42, metadata={"help": "Seed of the model init, caption choice and batches."})
     eval_max_items: int | None = field(
         default=None, metadata={"help": "Cap on items in the final evaluation."}
     )

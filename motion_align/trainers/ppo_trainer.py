@@ -51,6 +51,7 @@ from motion_align.trainers.recipe import (
     load_tokenized_items,
     prompt_rows,
     save_policy_folder,
+    training_info,
     write_json,
 )
 from motion_align.training.checkpoints import find_checkpoint
@@ -243,7 +244,7 @@ class MotionPPOTrainer(PPOTrainer):
 # ----------------------------------------------------------------------------------------- recipe
 
 
-def get_prompt_dataset(config: Any, tokenizer: Any) -> Any:
+def get_ppo_prompts(config: Any, tokenizer: Any) -> Any:
     """The PPO prompts; for the event-judge reward only those with an event spec (segment captions of
     HumanML3D-style timelines have none)."""
     prompts = prompt_rows(load_tokenized_items(config), tokenizer)
@@ -271,9 +272,14 @@ def get_reward_and_value(config: Any, tokenizer: Any) -> tuple[Any, Any]:
     return reward, value
 
 
-def save_ppo_result(trainer: Any, tokenizer: Any, config: Any, info: dict[str, Any], seconds: float) -> Path:
-    """Main process, after ``trainer.save_model``: vocab and motion-tokenizer records, training info, the
-    logged metrics (``ppo_run.json``) and the KL / reward / value-loss curves."""
+def save_ppo_result(trainer: Any, tokenizer: Any, config: Any, prompts: int, seconds: float) -> Path | None:
+    """Every process: the policy (an adapter or whole); main process: the folder description and training
+    info (:func:`~motion_align.trainers.recipe.save_policy_folder`), the logged metrics (``ppo_run.json``)
+    and the KL / reward / value-loss curves. Returns the folder on the main process, None on the others."""
+    trainer.save_model(config.output_dir)
+    if not trainer.accelerator.is_main_process:
+        return None
+    info = training_info(config, "PPO", "recipes/ppo.py", prompts)
     out = save_policy_folder(config.output_dir, trainer.policy_model_for_saving(), tokenizer, info)
     logs = [row for row in trainer.state.log_history if "objective/kl" in row]
     run = {"world_size": trainer.accelerator.num_processes, "train_seconds": round(seconds, 1), "log": logs}

@@ -174,10 +174,14 @@ def get_preference_datasets(config: Any, rows: Callable[[Any], Any] = to_trainer
     )
     if len(pairs) == 0:
         raise ValueError(f"{name}: no pairs left after the degree filter {config.preference_degrees}")
+    splits = {"train": pairs, "eval": None}
     if config.eval_fraction > 0:
         splits = split_preferences(pairs, config.eval_fraction, config.seed)
-        return {"train": rows(splits["train"]), "eval": rows(splits["eval"])}
-    return {"train": rows(pairs), "eval": None}
+    data = {key: None if part is None else rows(part) for key, part in splits.items()}
+    logger.info(
+        "%s: %d training rows, %s eval rows", name, len(data["train"]), data["eval"] and len(data["eval"])
+    )
+    return data
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -292,8 +296,16 @@ def save_aligned_policy(
 # ----------------------------------------------------------------------------------------- process
 
 
-def setup_logging() -> None:
+def parse_config(config_class: type) -> Any:
+    """The recipe's config from the dataclass defaults < YAML (``--config``) < command-line flags (unknown
+    keys are an error), after logging is set up."""
+    from trl import TrlParser
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (config,) = TrlParser((config_class,)).parse_args_and_config()
+    if hasattr(config, "world_size"):  # TRL's configs know their processes
+        logger.info("world size %d, device %s", config.world_size, config.device)
+    return config
 
 
 def take_push_flag(config: Any) -> bool:
@@ -310,7 +322,7 @@ def resume_flag(config: Any) -> bool | str | None:
     return True if checkpoint in ("true", "True", "latest") else checkpoint
 
 
-def recipe_main(main: Callable[[], None], script: str) -> None:
+def run(main: Callable[[], None], script: str) -> None:
     """Runs a recipe's ``main``; a missing input (a FileNotFoundError from :func:`check_input` and the
     loaders) ends it with one line that says how to create it, not a traceback."""
     try:

@@ -33,7 +33,7 @@ from motion_align.policy.model import load_policy
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.reward_model import MotionRewardModel
 from motion_align.trainers.losses import bradley_terry_loss
-from motion_align.trainers.recipe import absolute_if_local, check_input
+from motion_align.trainers.recipe import absolute_if_local, check_input, get_preference_datasets
 
 UNSURE_LABEL = 0.5
 REPORT_FILE = "reward_report.json"
@@ -145,6 +145,12 @@ def pair_rows(pairs: Any) -> Any:
     return pairs.select_columns(["prompt", "chosen", "rejected", "degree"])
 
 
+def get_reward_datasets(config: Any) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` :func:`pair_rows` of the pairs selected and split by
+    :func:`~motion_align.trainers.recipe.get_preference_datasets` (split by prompt)."""
+    return get_preference_datasets(config, rows=pair_rows)
+
+
 def reward_report(trainer: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Pair accuracy on the training pairs and on the held-out ones, and the gap that shows overfitting."""
     report: dict[str, Any] = {"train_pairs": len(data["train"])}
@@ -162,8 +168,14 @@ def reward_report(trainer: Any, data: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def save_reward_model(trainer: Any, tokenizer: Any, config: Any, report: dict[str, Any]) -> Path:
-    """The model (safetensors) and tokenizer, ``reward_report.json`` and the curves PNG (main process)."""
+def save_reward_model(trainer: Any, tokenizer: Any, config: Any, data: dict[str, Any]) -> Path | None:
+    """Every process: the held-out and training accuracy (:func:`reward_report`) and the model
+    (safetensors); main process: the tokenizer, ``reward_report.json`` and the curves PNG. Returns the folder
+    on the main process, None on the others."""
+    report = reward_report(trainer, data)
+    trainer.save_model(config.output_dir)
+    if not trainer.accelerator.is_main_process:
+        return None
     out = Path(config.output_dir)
     tokenizer.save_pretrained(out)
     info = {"base_model": absolute_if_local(config.model_name_or_path),

@@ -237,15 +237,21 @@ def final_eval_metrics(trainer: SFTTrainer, eval_dataset: Any) -> dict[str, Any]
     return metrics
 
 
-def save_sft_policy(trainer: SFTTrainer, tokenizer: Any, config: Any, run: dict[str, Any]) -> Path:
-    """Save the trained policy with :func:`save_policy` into ``config.output_dir``, next to the checkpoints,
-    with the trainer state, ``motion_tokenizer.json`` (when the dataset names its VQ-VAE, so ``motion-align
-    generate --model <output_dir>`` finds it) and ``sft_run.json`` (``run``).
+def save_sft_policy(
+    trainer: SFTTrainer, tokenizer: Any, config: Any, result: Any, eval_dataset: Any
+) -> Path | None:
+    """Every process: the final evaluation (:func:`final_eval_metrics`); main process: the policy
+    (:func:`save_policy`) into ``config.output_dir``, next to the checkpoints, with the trainer state,
+    ``motion_tokenizer.json`` (when the dataset names its VQ-VAE, so ``motion-align generate --model
+    <output_dir>`` finds it) and ``sft_run.json`` (world size, train and eval metrics). Returns the folder on
+    the main process, None on the others.
 
     ``save_policy`` replaces a whole folder, so the policy is written complete to a hidden subfolder first
-    and its files are then renamed one by one into ``output_dir`` (checkpoint-* folders stay). Main
-    process only.
+    and its files are then renamed one by one into ``output_dir`` (checkpoint-* folders stay).
     """
+    metrics = final_eval_metrics(trainer, eval_dataset)
+    if not trainer.accelerator.is_main_process:
+        return None
     trainer.save_state()
     out = Path(config.output_dir)
     staging = out / ".policy"
@@ -257,5 +263,6 @@ def save_sft_policy(trainer: SFTTrainer, tokenizer: Any, config: Any, run: dict[
     motion_tokenizer = read_tokenization(config.data_dir).get("motion_tokenizer")
     if motion_tokenizer:
         record_motion_tokenizer(out, motion_tokenizer)
+    run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics}
     (out / "sft_run.json").write_text(json.dumps(run, indent=2) + "\n")
     return out

@@ -49,7 +49,6 @@ class TokenizerTrainingConfig(LoopConfig):
         default=None, metadata={"help": "Override the EMA count below which a code is reset."}
     )
     window: int = field(default=64, metadata={"help": "Frames per training window (T2M-GPT uses 64)."})
-    per_device_train_batch_size: int = field(default=64, metadata={"help": "Windows per process and step."})
     max_steps: int = field(default=3000, metadata={"help": "Optimizer steps."})
     learning_rate: float = field(default=2e-4, metadata={"help": "AdamW peak learning rate."})
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (T2M-GPT: 0.99)."})

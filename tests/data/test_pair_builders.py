@@ -11,7 +11,6 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_tokenizer_config
 
 from motion_align.cli.pairs import REPORT_FILE, add_pairs_command
 from motion_align.data.pair_builders import (
@@ -35,18 +34,10 @@ from motion_align.policy.model import build_policy, format_prompt, save_policy
 from motion_align.policy.text_tokenizer import train_text_tokenizer
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
-from motion_align.training.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
 SCHEMA = [*COLUMNS, "chosen_score", "rejected_score"]
 HOT = dict(num_samples=8, temperature=1.2)  # the tiny policy's samples then vary and some are invalid
-
-
-@pytest.fixture(scope="module")
-def motion_tokenizer_dir(tiny_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pairs") / "motion_tokenizer"
-    train_tokenizer(tiny_tokenizer_config(tiny_corpus, out, max_steps=2, eval_max_clips=2, save_steps=100))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 from conftest import HUMANML3D
 
 from motion_align.motion import features as F
+from motion_align.motion import quaternion as Q
 from motion_align.motion import skeleton as sk
 from motion_align.motion.features import (
     canonicalize_joints,
@@ -14,17 +15,6 @@ from motion_align.motion.features import (
     joints_from_features,
     mirror_features,
     mirror_joints,
-)
-from motion_align.motion.quaternion import (
-    cont6d_to_matrix,
-    qbetween,
-    qinv,
-    qmul,
-    qnormalize,
-    qrot,
-    quat_to_cont6d,
-    quat_to_matrix,
-    qyaw,
 )
 
 REFERENCE = HUMANML3D
@@ -50,7 +40,7 @@ def _turn_progressively(joints: np.ndarray, degrees: float) -> np.ndarray:
     """Rotate frame t about the vertical through its root by degrees * t / (T - 1)."""
     angle = np.radians(np.linspace(0.0, degrees, len(joints)))
     root = joints[:, :1] * np.array([1.0, 0.0, 1.0])
-    return qrot(qyaw(angle)[:, None], joints - root) + root
+    return Q.qrot(Q.qyaw(angle)[:, None], joints - root) + root
 
 
 def _yaw_degrees(joints: np.ndarray) -> np.ndarray:
@@ -64,28 +54,30 @@ def _yaw_degrees(joints: np.ndarray) -> np.ndarray:
 
 def test_quaternion_basics() -> None:
     rng = np.random.default_rng(0)
-    q = qnormalize(rng.normal(size=(5, 4)))
+    q = Q.qnormalize(rng.normal(size=(5, 4)))
     v = rng.normal(size=(5, 3))
-    np.testing.assert_allclose(qrot(q, v), np.einsum("nij,nj->ni", quat_to_matrix(q), v), atol=1e-12)
-    np.testing.assert_allclose(qrot(qmul(q, qinv(q)), v), v, atol=1e-12)
-    np.testing.assert_allclose(qrot(qmul(q[0], q[1]), v), qrot(q[0], qrot(q[1], v)), atol=1e-12)
-    np.testing.assert_allclose(cont6d_to_matrix(quat_to_cont6d(q)), quat_to_matrix(q), atol=1e-12)
-    m = quat_to_matrix(q[0])
+    np.testing.assert_allclose(Q.qrot(q, v), np.einsum("nij,nj->ni", Q.quat_to_matrix(q), v), atol=1e-12)
+    np.testing.assert_allclose(Q.qrot(Q.qmul(q, Q.qinv(q)), v), v, atol=1e-12)
+    np.testing.assert_allclose(Q.qrot(Q.qmul(q[0], q[1]), v), Q.qrot(q[0], Q.qrot(q[1], v)), atol=1e-12)
+    np.testing.assert_allclose(Q.cont6d_to_matrix(Q.quat_to_cont6d(q)), Q.quat_to_matrix(q), atol=1e-12)
+    m = Q.quat_to_matrix(q[0])
     expected = [m[0, 0], m[1, 0], m[2, 0], m[0, 1], m[1, 1], m[2, 1]]
-    np.testing.assert_array_equal(quat_to_cont6d(q[0]), expected)
+    np.testing.assert_array_equal(Q.quat_to_cont6d(q[0]), expected)
 
 
 def test_qbetween_including_antiparallel() -> None:
     rng = np.random.default_rng(1)
     v0 = np.concatenate([rng.normal(size=(4, 3)), np.eye(3), -np.eye(3), [[1.0, 2.0, 3.0]]])
     v1 = np.concatenate([rng.normal(size=(4, 3)), -np.eye(3), np.eye(3), [[-2.0, -4.0, -6.0]]])
-    q = qbetween(v0, v1)
+    q = Q.qbetween(v0, v1)
     assert np.all(np.isfinite(q))
     np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-12)
     unit = v1 / np.linalg.norm(v1, axis=-1, keepdims=True)
-    np.testing.assert_allclose(qrot(q, v0 / np.linalg.norm(v0, axis=-1, keepdims=True)), unit, atol=1e-12)
+    np.testing.assert_allclose(Q.qrot(q, v0 / np.linalg.norm(v0, axis=-1, keepdims=True)), unit, atol=1e-12)
     # The facing case: -z to +z is a half turn about y.
-    np.testing.assert_allclose(np.abs(qbetween([0.0, 0.0, -1.0], [0.0, 0.0, 1.0])), [0, 0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(
+        np.abs(Q.qbetween([0.0, 0.0, -1.0], [0.0, 0.0, 1.0])), [0, 0, 1, 0], atol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- the real clip
@@ -122,7 +114,7 @@ def test_canonical_clip_is_unchanged_by_canonicalisation(joints: np.ndarray) -> 
 def test_invariant_to_yaw_translation_and_scale(joints: np.ndarray) -> None:
     expected = features_from_joints(joints)[:COMPARED]
     rng = np.random.default_rng(2)
-    moved = qrot(qyaw(rng.uniform(-np.pi, np.pi)), joints) + rng.uniform(-3.0, 3.0, size=3)
+    moved = Q.qrot(Q.qyaw(rng.uniform(-np.pi, np.pi)), joints) + rng.uniform(-3.0, 3.0, size=3)
     assert np.abs(features_from_joints(moved)[:COMPARED] - expected).max() < 1e-4
     assert np.abs(features_from_joints(1.15 * joints)[:COMPARED] - expected).max() < 1e-4
 
@@ -175,7 +167,7 @@ def test_batched_recovery(reference: tuple[np.ndarray, np.ndarray]) -> None:
 
 def test_mirror_features_equals_features_of_mirrored_joints(joints: np.ndarray) -> None:
     rng = np.random.default_rng(4)
-    raw = 0.9 * qrot(qyaw(rng.uniform(-np.pi, np.pi)), joints) + rng.uniform(-1.0, 1.0, size=3)
+    raw = 0.9 * Q.qrot(Q.qyaw(rng.uniform(-np.pi, np.pi)), joints) + rng.uniform(-1.0, 1.0, size=3)
     features = features_from_joints(raw)
     mirrored = mirror_features(features)
     # Mirroring the canonical (standard-skeleton) joints is what mirror_features computes.

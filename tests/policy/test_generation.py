@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_tokenizer_config
 
 from motion_align.cli import main
 from motion_align.evaluation.protocol import policy_generator
@@ -23,7 +22,6 @@ from motion_align.policy.generation import (
 from motion_align.policy.model import build_policy, format_prompt, save_policy
 from motion_align.policy.text_tokenizer import train_text_tokenizer
 from motion_align.policy.vocab import MotionVocab
-from motion_align.training.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
 FAMILIES = ("t5", "llama")
@@ -36,13 +34,6 @@ TARGETS = {
 CAPTIONS = list(TARGETS)
 TEXTS = [format_prompt(c) for c in CAPTIONS] + ["a woman kicks with the right leg, then sits down."]
 GREEDY = SamplingConfig(do_sample=False)
-
-
-@pytest.fixture(scope="module")
-def motion_tokenizer_dir(tiny_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("generation") / "motion_tokenizer"
-    train_tokenizer(tiny_tokenizer_config(tiny_corpus, out, max_steps=2, eval_max_clips=2, save_steps=100))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -11,32 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PAIR_CAPTIONS, REPO, parse_recipe, random_pairs
-from datasets import Dataset
+from conftest import PAIR_CODEBOOK, REPO, parse_recipe
 from hub_stand_in import FAKE_TOKEN
 from peft import PeftModel
 
-from motion_align.data.preferences import save_preferences
-from motion_align.policy.model import build_policy, load_policy, save_policy
-from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.model import load_policy
 from motion_align.trainers.dpo_config import MotionDPOConfig
 from motion_align.trainers.dpo_trainer import MotionDPOTrainer
 from motion_align.trainers.recipe import get_policy, get_preference_datasets
 
-K = 16
+K = PAIR_CODEBOOK
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
-    """A saved tiny policy per family and 24 preference pairs in the canonical schema."""
-    root = tmp_path_factory.mktemp("dpo_recipe")
-    for family in ("t5", "llama"):
-        torch.manual_seed(0)
-        tokenizer = train_text_tokenizer(PAIR_CAPTIONS * 4, family, vocab_size=200)
-        save_policy(*build_policy(family, "tiny", tokenizer, K, dropout=0.0), root / family)
-    rows = random_pairs(24, K)
-    save_preferences(Dataset.from_list(rows), root / "prefs")
-    return {"t5": root / "t5", "llama": root / "llama", "prefs": root / "prefs"}
+def inputs(preference_inputs) -> dict[str, Path]:
+    return preference_inputs
 
 
 def launch(
@@ -50,39 +39,16 @@ def launch(
     variant: str = "ipo_lora",
 ):
     accelerate = Path(sys.executable).with_name("accelerate")
+    recipe = REPO / f"recipes/{family}/dpo_ipo/config_{variant}.yaml"
+    launcher = [str(accelerate), "launch", "--config_file", str(REPO / "accelerate_configs" / config)]
     cmd = [
-        str(accelerate),
-        "launch",
-        "--config_file",
-        str(REPO / "accelerate_configs" / config),
-        *accelerate_flags,
-        str(REPO / "recipes/dpo_ipo.py"),
-        "--config",
-        str(REPO / f"recipes/{family}/dpo_ipo/config_{variant}.yaml"),
-        "--model_name_or_path",
-        str(inputs[family]),
-        "--dataset_name",
-        str(inputs["prefs"]),
-        "--output_dir",
-        str(out),
-        "--max_steps",
-        "2",
-        "--per_device_train_batch_size",
-        "2",
-        "--per_device_eval_batch_size",
-        "4",
-        "--eval_steps",
-        "2",
-        "--save_steps",
-        "2",
-        "--logging_steps",
-        "1",
-        "--warmup_steps",
-        "0",
-        "--disable_tqdm",
-        "true",
+        *launcher, *accelerate_flags, str(REPO / "recipes/dpo_ipo.py"), "--config", str(recipe),
+        "--model_name_or_path", str(inputs[family]), "--dataset_name", str(inputs["prefs"]),
+        "--output_dir", str(out), *"--max_steps 2 --per_device_train_batch_size 2"
+        " --per_device_eval_batch_size 4 --eval_steps 2 --save_steps 2 --logging_steps 1 --warmup_steps 0"
+        " --disable_tqdm true".split(),
         *extra,
-    ]
+    ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=out.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -126,19 +92,8 @@ def test_recipe_without_its_inputs_says_how_to_create_them(tmp_path):
 
 
 def test_degree_filter_fraction_and_split_are_recipe_knobs(inputs, tmp_path):
-    flags = [
-        "--dataset_name",
-        str(inputs["prefs"]),
-        "--output_dir",
-        str(tmp_path),
-        "--preference_degrees",
-        "much_better",
-        "better",
-        "--data_fraction",
-        "0.5",
-        "--eval_fraction",
-        "0.25",
-    ]
+    flags = ["--dataset_name", str(inputs["prefs"]), "--output_dir", str(tmp_path), "--preference_degrees",
+             *"much_better better --data_fraction 0.5 --eval_fraction 0.25".split()]  # fmt: skip
     config = parse_recipe(MotionDPOConfig, "recipes/llama/dpo_ipo/config_dpo_lora.yaml", *flags)
     data = get_preference_datasets(config)
     assert len(data["train"]) + len(data["eval"]) == 6 and len(data["eval"]) == 2  # half of the 12 kept pairs
@@ -151,24 +106,9 @@ def test_degree_filter_fraction_and_split_are_recipe_knobs(inputs, tmp_path):
 @pytest.mark.parametrize("family", ["t5", "llama"])
 def test_qlora_trains_a_lora_adapter_on_a_4bit_base(inputs, tmp_path, family):
     pytest.importorskip("bitsandbytes")
-    flags = [
-        "--model_name_or_path",
-        str(inputs[family]),
-        "--dataset_name",
-        str(inputs["prefs"]),
-        "--output_dir",
-        str(tmp_path),
-        "--max_steps",
-        "1",
-        "--per_device_train_batch_size",
-        "2",
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-        "--warmup_steps",
-        "0",
-    ]
+    flags = ["--model_name_or_path", str(inputs[family]), "--dataset_name", str(inputs["prefs"]),
+             "--output_dir", str(tmp_path), *"--max_steps 1 --per_device_train_batch_size 2"
+             " --eval_strategy no --save_strategy no --warmup_steps 0".split()]  # fmt: skip
     config = parse_recipe(MotionDPOConfig, f"recipes/{family}/dpo_ipo/config_ipo_qlora.yaml", *flags)
     model, tokenizer, peft_config = get_policy(config)
     assert model.is_loaded_in_4bit

@@ -12,34 +12,25 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PAIR_CAPTIONS, REPO, parse_recipe, random_pairs
+from conftest import PAIR_CAPTIONS, PAIR_CODEBOOK, REPO, parse_recipe, random_pairs
 from datasets import Dataset
 from safetensors.torch import load_file
 from trl import KTOTrainer
 
-from motion_align.data.preferences import save_preferences
-from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
-from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.model import format_prompt, load_policy
 from motion_align.policy.vocab import MotionVocab
 from motion_align.trainers.dpo_config import MotionDPOConfig
 from motion_align.trainers.dpo_trainer import MotionDPOTrainer
 from motion_align.trainers.kto_config import MotionKTOConfig
 
-K = 16
+K = PAIR_CODEBOOK
 RECIPE = "recipes/llama/kto/config_kto_lora.yaml"
 SCRIPT = REPO / "recipes/kto.py"
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
-    """A saved tiny policy per family and 24 preference pairs in the canonical schema."""
-    root = tmp_path_factory.mktemp("kto")
-    for family in ("t5", "llama"):
-        torch.manual_seed(0)
-        tokenizer = train_text_tokenizer(PAIR_CAPTIONS * 4, family, vocab_size=200)
-        save_policy(*build_policy(family, "tiny", tokenizer, K, dropout=0.0), root / family)
-    save_preferences(Dataset.from_list(random_pairs(24, K)), root / "prefs")
-    return {"t5": root / "t5", "llama": root / "llama", "prefs": root / "prefs"}
+def inputs(preference_inputs) -> dict[str, Path]:
+    return preference_inputs
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from motion_align.trainers.ppo_trainer import (
     MotionPPOTrainer,
     PPOReward,
     QueryCollator,
-    get_prompt_dataset,
+    get_ppo_prompts,
 )
 from motion_tokenizer import MotionVQVAE
 
@@ -82,7 +82,7 @@ def test_a_motion_reward_reads_decoded_rows_as_trl_does(policy_artifacts, reward
         tokenizer, vq, TextMotionRetrieval.from_pretrained(policy_artifacts["retrieval"])
     )
     config = ppo_config(policy_artifacts, reward_models, "t5", tmp_path)
-    prompts = get_prompt_dataset(config, tokenizer)
+    prompts = get_ppo_prompts(config, tokenizer)
     items = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"]
     caption, codes = items[0]["captions"][0], items[0]["codes"][:12]
     reward = PPOReward.from_function(retrieval, tokenizer, [prompts], scale=2.0, shift=0.5)
@@ -104,8 +104,8 @@ def test_a_motion_reward_reads_decoded_rows_as_trl_does(policy_artifacts, reward
 
 def test_judge_prompts_keep_only_captions_with_an_event_spec(policy_artifacts, reward_models, tmp_path):
     _, tokenizer = load_policy(policy_artifacts["t5"])
-    all_prompts = get_prompt_dataset(ppo_config(policy_artifacts, reward_models, "t5", tmp_path), tokenizer)
-    judged = get_prompt_dataset(
+    all_prompts = get_ppo_prompts(ppo_config(policy_artifacts, reward_models, "t5", tmp_path), tokenizer)
+    judged = get_ppo_prompts(
         ppo_config(policy_artifacts, reward_models, "t5", tmp_path, reward_function="event_judge"), tokenizer
     )
     assert 0 < len(judged) < len(all_prompts) and all(judged["events"])
@@ -125,7 +125,7 @@ def test_ppo_with_lora_moves_the_adapter_and_the_value_head_not_the_base(
     value = MotionRewardModel.from_pretrained(config.reward_model_path)
     value.reset_head(seed=1)
     head = value.score.weight.detach().clone()
-    prompts = get_prompt_dataset(config, tokenizer)
+    prompts = get_ppo_prompts(config, tokenizer)
     peft_config = get_peft_config(model, tokenizer)
     trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
     policy = trainer.policy_model_for_saving()
@@ -155,7 +155,7 @@ def test_ppo_with_the_event_judge_reward_scores_motions_in_0_1(policy_artifacts,
     model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
     vq = MotionVQVAE.from_pretrained(str(policy_artifacts["vq"])).eval()
     value = MotionRewardModel.from_pretrained(config.reward_model_path)
-    prompts = get_prompt_dataset(config, tokenizer)
+    prompts = get_ppo_prompts(config, tokenizer)
     trainer = MotionPPOTrainer(
         config,
         tokenizer,
@@ -175,37 +175,16 @@ def test_ppo_recipe_on_two_processes_saves_a_loadable_adapter_and_curves(
     policy_artifacts, reward_models, family, tmp_path
 ):
     out = tmp_path / "ppo"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    artifacts = policy_artifacts
+    inputs = ["--model_name_or_path", str(artifacts[family]), "--dataset_name", str(artifacts["tokenized"]),
+              "--reward_model_path", str(reward_models[family]), "--output_dir", str(out)]  # fmt: skip
     cmd = [
-        os.path.join(os.path.dirname(sys.executable), "accelerate"),
-        "launch",
-        "--config_file",
-        str(REPO / "accelerate_configs/multi_cpu.yaml"),
-        str(REPO / "recipes/ppo.py"),
-        "--config",
-        str(REPO / f"recipes/{family}/ppo/config_ppo_learned.yaml"),
-        "--model_name_or_path",
-        str(policy_artifacts[family]),
-        "--dataset_name",
-        str(policy_artifacts["tokenized"]),
-        "--reward_model_path",
-        str(reward_models[family]),
-        "--output_dir",
-        str(out),
-        "--total_episodes",
-        "16",
-        "--per_device_train_batch_size",
-        "4",
-        "--gradient_accumulation_steps",
-        "1",
-        "--response_length",
-        "20",
-        "--save_strategy",
-        "no",
-        "--logging_steps",
-        "1",
-        "--disable_tqdm",
-        "true",
-    ]
+        accelerate, "launch", "--config_file", str(REPO / "accelerate_configs/multi_cpu.yaml"),
+        str(REPO / "recipes/ppo.py"), "--config", str(REPO / f"recipes/{family}/ppo/config_ppo_learned.yaml"),
+        *inputs, *"--total_episodes 16 --per_device_train_batch_size 4 --gradient_accumulation_steps 1"
+        " --response_length 20 --save_strategy no --logging_steps 1 --disable_tqdm true".split(),
+    ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     run = json.loads((out / "ppo_run.json").read_text())
     assert run["world_size"] == 2 and len(run["log"]) == 2
@@ -229,7 +208,7 @@ def test_ppo_resumes_from_a_checkpoint_with_its_adapter_value_model_and_schedule
         model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
         value = MotionRewardModel.from_pretrained(config.reward_model_path)
         reward = MotionRewardModel.from_pretrained(config.reward_model_path)
-        prompts = get_prompt_dataset(config, tokenizer)
+        prompts = get_ppo_prompts(config, tokenizer)
         peft_config = get_peft_config(model, tokenizer)
         return MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
 

@@ -122,14 +122,14 @@ def test_training_learns_saves_and_generates(family, tokenized, tmp_path):
                         "--save_strategy", "no", "--logging_steps", "1")  # fmt: skip
     trainer, tokenizer = make_trainer(config)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    trainer.train()
+    result = trainer.train()
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     unchanged = [n for n, p in trainer.model.named_parameters() if n in before and torch.equal(p, before[n])]
     assert not unchanged
     assert any("eval_loss" in log for log in trainer.state.log_history)
     assert any("eval_mean_token_accuracy" in log for log in trainer.state.log_history)
-    save_sft_policy(trainer, tokenizer, config, run={})
+    save_sft_policy(trainer, tokenizer, config, result, None)
     model, tokenizer = load_policy(config.output_dir)
     inputs = tokenizer([format_prompt("a person jumps")], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
