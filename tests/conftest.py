@@ -24,6 +24,14 @@ def tiny_corpus(tmp_path_factory) -> Path:
 from hub_stand_in import hub_fixture  # noqa: E402, F401  (the `hub` fixture: a local stand-in for the Hub)
 
 
+def lora_moved(folder: Path) -> bool:
+    """Whether the LoRA adapter saved in ``folder`` trained: LoRA's B matrices start at zero."""
+    from safetensors.torch import load_file
+
+    adapter = load_file(Path(folder) / "adapter_model.safetensors")
+    return any(name.endswith("lora_B.weight") and bool(w.abs().sum() > 0) for name, w in adapter.items())
+
+
 def parse_recipe(config_class, recipe: str, *flags: str):
     """A recipe YAML of the checkout parsed as ``accelerate launch recipes/...`` would, plus flags."""
     from trl import TrlParser

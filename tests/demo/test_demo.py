@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import HUMANML3D
-from safetensors.torch import load_file
+from conftest import HUMANML3D, lora_moved
 
 from motion_align.cli import main
 from motion_align.demo import STAGES, DemoConfig, run_demo
@@ -72,12 +71,6 @@ class DemoRun:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> DemoRun:
     return DemoRun(tiny_config(tmp_path_factory.mktemp("demo") / "demo"))
-
-
-def moved_lora(folder: Path) -> bool:
-    """Whether the adapter in ``folder`` trained: LoRA's B matrices start at zero."""
-    adapter = load_file(folder / "adapter_model.safetensors")
-    return any(name.endswith("lora_B.weight") and w.abs().sum() > 0 for name, w in adapter.items())
 
 
 def test_corpus_stage(demo):
@@ -148,7 +141,7 @@ def test_aligned_stage(demo):
         and figures["steps"] == 2
         and "## IPO-LoRA alignment" in demo.section("aligned")
     )
-    assert moved_lora(demo.config.out / "aligned-t5")
+    assert lora_moved(demo.config.out / "aligned-t5")
 
 
 def test_sopo_stage(demo):
@@ -156,7 +149,7 @@ def test_sopo_stage(demo):
     assert figures["world_size"] == 2 and figures["steps"] == 2 and 0 < figures["sampling_share"] < 1
     assert "## SoPo-LoRA" in demo.section("sopo")
     assert (demo.config.out / "sopo-t5" / "training_curves.png").is_file()
-    assert moved_lora(demo.config.out / "sopo-t5")
+    assert lora_moved(demo.config.out / "sopo-t5")
 
 
 def test_evaluator_and_evaluation_stages(demo):

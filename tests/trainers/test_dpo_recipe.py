@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PAIR_CODEBOOK, REPO, parse_recipe
+from conftest import PAIR_CODEBOOK, REPO, lora_moved, parse_recipe
 from hub_stand_in import FAKE_TOKEN
 from peft import PeftModel
 
@@ -70,6 +70,7 @@ def test_two_process_ipo_lora_run_saves_a_loadable_adapter_and_pushes_it(inputs,
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and (out / "checkpoint-2" / "adapter_model.safetensors").is_file()
     assert load_policy(out / "checkpoint-2")[0].config.is_encoder_decoder  # checkpoints are policies too
+    assert lora_moved(out)
     info = json.loads((out / "training_info.json").read_text())
     assert info["base_model"] == str(inputs["t5"]) and info["method"] == "IPO-LoRA" and info["rows"] == 21
     model, tokenizer = load_policy(out)  # the base named by adapter_config.json, adapter merged
@@ -139,3 +140,8 @@ def test_deepspeed_two_process_run(inputs, tmp_path, stage, variant):
     assert run["distributed_type"] == "DistributedType.DEEPSPEED" and run["zero_stage"] == int(stage[-1])
     model, _ = load_policy(out)
     assert not model.config.is_encoder_decoder
+    if variant.endswith("lora"):
+        assert lora_moved(out)
+    else:  # every weight trained: the saved policy is not the one it started from
+        start = dict(load_policy(inputs["llama"])[0].named_parameters())
+        assert any(not torch.equal(p, start[name]) for name, p in model.named_parameters())

@@ -15,6 +15,7 @@ from conftest import REPO, parse_recipe
 
 from motion_align.policy.model import load_policy
 from motion_align.policy.vocab import MotionVocab
+from motion_align.trainers.dpo_config import MotionDPOConfig
 from motion_align.trainers.grpo_config import MotionGRPOConfig
 from motion_align.trainers.grpo_trainer import (
     GRPO_RUN,
@@ -41,14 +42,12 @@ def grpo_config(artifacts, tmp_path, *flags: str) -> MotionGRPOConfig:
                         "true", *flags)  # fmt: skip
 
 
-def test_recipe_yaml_parses_with_the_published_settings():
+def test_recipe_yaml_parses_into_whole_groups_with_the_lora_of_the_dpo_recipes():
     config = parse_recipe(MotionGRPOConfig, RECIPE)
-    assert config.reward_functions == ["event_judge", "retrieval"]
-    assert (config.num_generations, config.per_device_train_batch_size, config.max_steps) == (4, 16, 100)
-    assert (config.beta, config.learning_rate, config.temperature, config.seed) == (0.05, 1e-4, 1.0, 2222)
-    assert (config.use_peft, config.lora_r, config.lora_alpha, config.lora_dropout) == (True, 8, 16, 0.05)
-    assert config.log_completions is False and config.save_steps == 50 and config.logging_steps == 5
-    assert config.generation_batch_size % config.num_generations == 0
+    assert config.generation_batch_size % config.num_generations == 0  # every batch holds whole groups
+    ipo = parse_recipe(MotionDPOConfig, "recipes/llama/dpo_ipo/config_ipo_lora.yaml")
+    lora = ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "seed")
+    assert [getattr(config, name) for name in lora] == [getattr(ipo, name) for name in lora]
 
 
 def test_prompts_end_with_the_start_token_and_carry_caption_and_events(policy_artifacts, tmp_path):

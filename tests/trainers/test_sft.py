@@ -160,10 +160,10 @@ def test_resume_ends_with_the_uninterrupted_weights(tokenized, tmp_path):
 
 def test_every_sft_recipe_parses_and_unknown_keys_are_refused(tmp_path):
     paths = sorted((REPO / "recipes").glob("*/sft/*.yaml"))
-    assert len(paths) == 5
-    for path in paths:
+    assert paths
+    for path in paths:  # recipes/<family>/sft/...: the folder names the family the recipe builds
         (config,) = TrlParser((MotionSFTConfig,)).parse_args_and_config(["--config", str(path)])
-        assert config.family in FAMILIES and not config.bf16 and config.eval_strategy == "steps"
+        assert config.family == path.parts[-3] and not config.bf16, path
     bad = tmp_path / "bad.yaml"
     bad.write_text("family: t5\nlearning_rte: 0.1\n")
     with pytest.raises(ValueError, match="learning_rte"):
