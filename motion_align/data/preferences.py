@@ -337,14 +337,11 @@ def select_preferences(
     seed: int = 0,
 ) -> datasets.Dataset:
     """The pairs of ``degrees`` (all when None; unlabelled pairs only then), without "unsure" pairs when
-    ``include_unsure`` is False, then a seeded random ``fraction`` of them (kept in their order)."""
+    ``include_unsure`` is False, then a seeded random ``fraction`` of them (kept in their order). The recipe
+    configs check the degrees and the fraction
+    (:class:`~motion_align.trainers.config_fields.PreferenceDataFields`)."""
     if degrees is not None:
         degrees = [degrees] if isinstance(degrees, str) else list(degrees)
-        unknown = [d for d in degrees if d not in DEGREES]
-        if unknown:
-            raise ValueError(f"unknown degree(s) {unknown}: expected a subset of {DEGREES}")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     keep = [
         i
         for i, d in enumerate(ds["degree"])
@@ -362,8 +359,6 @@ def split_preferences(
 ) -> datasets.DatasetDict:
     """A seeded random "train"/"eval" split: ``Dataset.train_test_split(test_size=eval_fraction)``, the
     call InstructMotion makes (90/10 with the run's seed), so the same rows and seed give its split."""
-    if not 0.0 < eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
     n_eval = math.ceil(eval_fraction * len(ds))
     if len(ds) - n_eval < 1:
         raise ValueError(f"cannot split {len(ds)} pair(s) with eval_fraction={eval_fraction}: too few pairs")

@@ -297,3 +297,13 @@ def test_bad_loss_settings_are_refused_by_the_config(tmp_path):
         MotionDPOConfig(output_dir=str(tmp_path), beta=0.0)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 0.5\]"):
         MotionDPOConfig(output_dir=str(tmp_path), label_smoothing=0.6)
+
+
+def test_data_settings_are_refused_by_the_config(tmp_path):
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"data_fraction must be in \(0, 1\]"):
+            MotionDPOConfig(output_dir=str(tmp_path), data_fraction=fraction)
+    with pytest.raises(ValueError, match=r"preference_degrees: unknown degree\(s\) \['Better'\]"):
+        MotionDPOConfig(output_dir=str(tmp_path), preference_degrees=["Better"])
+    with pytest.raises(ValueError, match=r"eval_fraction must be in \[0, 1\)"):
+        MotionDPOConfig(output_dir=str(tmp_path), eval_fraction=1.0)
