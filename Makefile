@@ -18,7 +18,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 install: $(BIN)/.installed
 
 test: install
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 test-slow: install
 	$(BIN)/pytest -m slow -q

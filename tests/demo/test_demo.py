@@ -1,7 +1,8 @@
 """The demo pipeline at its tiny settings, one test per stage (each runs the stages before it once, in this
 module's demo folder), then the report and the reuse of every finished stage; `motion-align evaluate` and the
 length estimator on the demo's artifacts, as a user would run them. The same pipeline run from scratch and
-again, reused, is the slow lane's."""
+again, reused, is the slow lane's. `make test` distributes tests by file (``--dist loadfile``), so the one
+pipeline run of this module's fixture serves every stage test."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ from conftest import HUMANML3D, lora_moved
 from motion_align.cli import main
 from motion_align.demo import STAGES, DemoConfig, run_demo
 from motion_align.demo.alignment_stages import panel_caption
-
-# Every stage test reads the one pipeline run of this module's fixture: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("demo")
 
 
 def tiny_config(out: Path) -> DemoConfig:
