@@ -23,8 +23,6 @@ from motion_align.cli.generation import add_generation_commands
 from motion_align.cli.pairs import add_pairs_command
 from motion_align.cli.push import add_push_command
 
-logger = logging.getLogger("motion_align")
-
 
 def build_parser() -> argparse.ArgumentParser:
     description = "motion-align: preference alignment for text-to-motion token models."
@@ -48,7 +46,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"motion-align {args.command}: error: {error}", file=sys.stderr)
         return 2
     return code or 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

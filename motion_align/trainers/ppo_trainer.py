@@ -52,9 +52,9 @@ from motion_align.trainers.recipe import (
     prompt_rows,
     save_policy_folder,
     training_info,
-    write_json,
 )
 from motion_align.training.checkpoints import find_checkpoint
+from motion_align.training.loop import write_json
 
 CURVES_FILE = "training_curves.png"
 RUN_FILE = "ppo_run.json"

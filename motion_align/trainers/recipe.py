@@ -42,7 +42,7 @@ from motion_align.policy.generation import (
 from motion_align.policy.lora import get_peft_config
 from motion_align.policy.model import format_prompt, load_policy, policy_family, write_vocab_info
 from motion_align.policy.vocab import MotionVocab
-from motion_align.training.loop import end_processes  # noqa: F401  (every recipe ends with it)
+from motion_align.training.loop import end_processes, write_json  # noqa: F401  (recipes end with the first)
 
 logger = logging.getLogger(__name__)
 
@@ -227,10 +227,6 @@ def training_info(config: Any, method: str, script: str, rows: int) -> dict[str,
 def card_metrics(metrics: dict[str, float], prefixes: tuple[str, ...]) -> dict[str, float]:
     """The final evaluation's metrics whose names start with ``prefixes``, rounded for the model card."""
     return {k: round(v, 4) for k, v in metrics.items() if k.startswith(prefixes)}
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------- saving

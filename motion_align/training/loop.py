@@ -139,8 +139,8 @@ def train_loop(
 
 
 def write_json(path: Path, record: dict) -> None:
-    """``record`` as indented JSON, written atomically."""
-    text = json.dumps(record, indent=2) + "\n"
+    """``record`` as indented JSON (anything else as its string), written atomically."""
+    text = json.dumps(record, indent=2, default=str) + "\n"
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
