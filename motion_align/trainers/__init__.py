@@ -1,12 +1,5 @@
-"""Thin TRL subclasses: the only code of motion-align that touches TRL internals."""
-
-from motion_align.trainers.dpo_trainer import DataCollatorForMotionPreference, MotionDPOTrainer
-from motion_align.trainers.sft_trainer import DataCollatorForSeq2SeqMotion, MotionSFTTrainer, get_sft_trainer
-
-__all__ = [
-    "DataCollatorForMotionPreference",
-    "DataCollatorForSeq2SeqMotion",
-    "MotionDPOTrainer",
-    "MotionSFTTrainer",
-    "get_sft_trainer",
-]
+"""Alignment the TRL way: for each method (sft, dpo for DPO / IPO / hinge, kto, sopo for SoPo and online DPO,
+reward, ppo, grpo) a ``<method>_config.py`` extending TRL's config beside a ``<method>_trainer.py`` with the
+narrow TRL subclass, or the data and rewards TRL's own trainer needs; ``config_fields.py`` (the field groups
+the configs share), ``losses.py`` (pure functions) and ``recipe.py`` (the plumbing of
+``recipes/<method>.py``). The only code of motion-align that touches TRL internals."""

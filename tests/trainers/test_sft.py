@@ -18,9 +18,13 @@ from motion_align.experiments.caption_usage import main as caption_usage_main
 from motion_align.policy.generation import load_generator
 from motion_align.policy.model import format_prompt, load_policy
 from motion_align.policy.vocab import MotionVocab
-from motion_align.trainers import MotionSFTTrainer, get_sft_trainer
 from motion_align.trainers.sft_config import MotionSFTConfig
-from motion_align.trainers.sft_trainer import get_sft_policy, save_sft_policy
+from motion_align.trainers.sft_trainer import (
+    MotionSFTTrainer,
+    get_sft_policy,
+    get_sft_trainer,
+    save_sft_policy,
+)
 from motion_align.training.tokenizer_training import train_tokenizer
 from motion_tokenizer import MotionVQVAE
 
