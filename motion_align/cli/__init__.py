@@ -22,11 +22,15 @@ from motion_align.cli.evaluation import add_evaluation_commands
 from motion_align.cli.generation import add_generation_commands
 from motion_align.cli.pairs import add_pairs_command
 from motion_align.cli.push import add_push_command
+from motion_align.entry_points import DEBUG_FLAG, guarded, take_debug_flag
 
 
 def build_parser() -> argparse.ArgumentParser:
     description = "motion-align: preference alignment for text-to-motion token models."
     parser = argparse.ArgumentParser(prog="motion-align", description=description)
+    parser.add_argument(
+        DEBUG_FLAG, action="store_true", help="show the traceback of an error about bad input or files"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     add_data_commands(commands)
     add_generation_commands(commands)
@@ -38,11 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; bad input ends it with one line and status 2 (``--debug``: with the traceback)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = take_debug_flag(argv)  # accepted anywhere on the line, not only before the command
     args = build_parser().parse_args(argv)
-    try:
-        code = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"motion-align {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return code or 0
+    return guarded(lambda: args.func(args), f"motion-align {args.command}", debug)

@@ -24,14 +24,15 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from motion_align.data.preferences import (
+    drop_degenerate_pairs,
     load_preferences,
     select_preferences,
     split_preferences,
     to_trainer_rows,
 )
+from motion_align.entry_points import parse_recipe_config, run_recipe
 from motion_align.hub import TRAINING_INFO, push_recipe_output
 from motion_align.policy.causal_view import query_ids
 from motion_align.policy.generation import (
@@ -42,6 +43,7 @@ from motion_align.policy.generation import (
 from motion_align.policy.lora import get_peft_config
 from motion_align.policy.model import format_prompt, load_policy, policy_family, write_vocab_info
 from motion_align.policy.vocab import MotionVocab
+from motion_align.trainers.checkpointing import checked_checkpoint, newest_complete_checkpoint
 from motion_align.training.loop import end_processes, write_json  # noqa: F401  (recipes end with the first)
 
 logger = logging.getLogger(__name__)
@@ -163,17 +165,34 @@ def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
     return items.map(rows, batched=True, remove_columns=items.column_names, desc="Prompts")
 
 
-def get_preference_datasets(config: Any, rows: Callable[[Any], Any] = to_trainer_rows) -> dict[str, Any]:
-    """``{"train": ..., "eval": ...}`` ``rows`` (the DPO trainer's by default) of the pairs filtered by
-    degree, subsampled to ``data_fraction`` and split ``eval_fraction`` off, all seeded by ``config.seed``."""
+def get_preference_datasets(
+    config: Any, tokenizer: Any, rows: Callable[[Any], Any] = to_trainer_rows
+) -> dict[str, Any]:
+    """``{"train": ..., "eval": ...}`` ``rows`` (the DPO trainer's by default) of the pairs.
+
+    The pairs are checked against the policy's codebook (read from its text ``tokenizer``: a code it has no
+    token for is an error naming the record), cleaned of pairs whose chosen is the rejected and of exact
+    duplicates (counted; refused with ``strict``), filtered by degree, subsampled to ``data_fraction`` and
+    split ``eval_fraction`` off, all seeded by ``config.seed``. The cleaning comes first, so no
+    (prompt, chosen, rejected) row is in both splits.
+    """
     name = config.dataset_name
     check_input(name, "preference dataset", "--dataset_name", folder=False)
-    pairs = load_preferences(name, split=config.dataset_split)
+    codebook_size = MotionVocab.from_tokenizer(tokenizer).codebook_size
+    pairs = load_preferences(name, split=config.dataset_split, codebook_size=codebook_size)
+    pairs, dropped = drop_degenerate_pairs(pairs, name, config.strict)
+    if any(dropped.values()):
+        logger.warning(
+            "%s: dropped %d pair(s) whose chosen is the rejected motion and %d duplicate pair(s) "
+            "(--strict refuses them)", name, dropped["same_motion"], dropped["duplicate"],
+        )  # fmt: skip
     pairs = select_preferences(
         pairs, config.preference_degrees, config.include_unsure, config.data_fraction, config.seed
     )
     if len(pairs) == 0:
-        raise ValueError(f"{name}: no pairs left after the degree filter {config.preference_degrees}")
+        degrees = config.preference_degrees or "any"
+        raise ValueError(f"{name}: no pairs left after the degree filter ({degrees}, unsure: "
+                         f"{config.include_unsure}) and the cleaning ({dropped})")  # fmt: skip
     splits = {"train": pairs, "eval": None}
     if config.eval_fraction > 0:
         splits = split_preferences(pairs, config.eval_fraction, config.seed)
@@ -235,15 +254,15 @@ def card_metrics(metrics: dict[str, float], prefixes: tuple[str, ...]) -> dict[s
 class AdapterCheckpointCallback(TrainerCallback):
     """Makes every ``checkpoint-N`` a loadable policy folder like the final one: the base recorded by
     absolute path, ``motion_vocab.json`` and ``motion_tokenizer.json`` (``motion-align evaluate --policy
-    name=<output_dir>/checkpoint-N`` then works)."""
+    name=<output_dir>/checkpoint-N`` then works). The trainers'
+    :class:`~motion_align.trainers.checkpointing.AtomicCheckpoints` call it before the checkpoint is renamed
+    into place."""
 
     def __init__(self, tokenizer: Any, info: dict[str, Any]) -> None:
         self.tokenizer, self.info = tokenizer, info
 
-    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if state.is_world_process_zero and model is not None and folder.is_dir():
-            describe_folder(folder, model, self.tokenizer, self.info)
+    def describe_checkpoint(self, folder: Path, model: Any) -> None:
+        describe_folder(folder, model, self.tokenizer, self.info)
 
 
 def describe_folder(folder: Path, model: Any, tokenizer: Any, info: dict[str, Any]) -> None:
@@ -294,11 +313,9 @@ def save_aligned_policy(
 
 def parse_config(config_class: type) -> Any:
     """The recipe's config from the dataclass defaults < YAML (``--config``) < command-line flags (unknown
-    keys are an error), after logging is set up."""
-    from trl import TrlParser
-
+    keys are an error: :func:`motion_align.entry_points.parse_recipe_config`), after logging is set up."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (config,) = TrlParser((config_class,)).parse_args_and_config()
+    config = parse_recipe_config(config_class)
     if hasattr(config, "world_size"):  # TRL's configs know their processes
         logger.info("world size %d, device %s", config.world_size, config.device)
     return config
@@ -311,17 +328,22 @@ def take_push_flag(config: Any) -> bool:
     return push
 
 
-def resume_flag(config: Any) -> bool | str | None:
+def resume_flag(config: Any) -> str | None:
     """``trainer.train``'s ``resume_from_checkpoint`` from the recipe's: "true" or "latest" mean the newest
-    checkpoint in ``output_dir`` (True), a folder means that one."""
+    complete checkpoint in ``output_dir`` (a damaged newer one is skipped with a warning), a folder means
+    that one, checked complete (:mod:`motion_align.trainers.checkpointing`)."""
     checkpoint = config.resume_from_checkpoint
-    return True if checkpoint in ("true", "True", "latest") else checkpoint
+    if not checkpoint:
+        return None
+    if checkpoint in ("true", "True", "latest"):
+        folder = newest_complete_checkpoint(config.output_dir)
+    else:
+        folder = checked_checkpoint(checkpoint)
+    logger.info("resuming from %s", folder)
+    return str(folder)
 
 
 def run(main: Callable[[], None], script: str) -> None:
-    """Runs a recipe's ``main``; a missing input (a FileNotFoundError from :func:`check_input` and the
-    loaders) ends it with one line that says how to create it, not a traceback."""
-    try:
-        main()
-    except FileNotFoundError as error:
-        sys.exit(f"{script}: error: {error}")
+    """Runs a recipe's ``main``: bad data, config or input ends it with one line and status 2
+    (:func:`motion_align.entry_points.run_recipe`; ``--debug`` shows the traceback)."""
+    run_recipe(main, script)

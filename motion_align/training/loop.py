@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from motion_align.entry_points import parse_recipe_config, run_recipe
 from motion_align.training.checkpoints import (
     find_checkpoint,
     load_checkpoint,
@@ -190,17 +190,16 @@ def end_processes(accelerator: Accelerator) -> None:
 def run_training_recipe(config_class: type, train: Callable[[Any, Accelerator], dict], script: str) -> None:
     """What ``recipes/train_<model>.py`` runs: parse ``config_class`` (defaults < YAML < flags), train on
     every process, print the evaluation record (main process) and end the process group cleanly. A bad data
-    folder, checkpoint or setting ends the run with one line naming it."""
-    from trl import TrlParser
+    folder, checkpoint or setting ends the run with one line naming it (:mod:`motion_align.entry_points`)."""
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (config,) = TrlParser((config_class,)).parse_args_and_config()
-    accelerator = Accelerator()
-    logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
-    try:
+    def main() -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        config = parse_recipe_config(config_class)
+        accelerator = Accelerator()
+        logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
         record = train(config, accelerator)
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"{script}: error: {error}")
-    if accelerator.is_main_process:
-        print(json.dumps(record, indent=2))
-    end_processes(accelerator)
+        if accelerator.is_main_process:
+            print(json.dumps(record, indent=2))
+        end_processes(accelerator)
+
+    run_recipe(main, script)
