@@ -14,11 +14,14 @@ to <output_dir>, checkpoints next to them.
 
 import logging
 
-from trl import GRPOTrainer
-
 from motion_align.trainers import recipe
 from motion_align.trainers.grpo_config import MotionGRPOConfig
-from motion_align.trainers.grpo_trainer import get_grpo_prompts, get_reward_functions, save_grpo_result
+from motion_align.trainers.grpo_trainer import (
+    MotionGRPOTrainer,
+    get_grpo_prompts,
+    get_reward_functions,
+    save_grpo_result,
+)
 
 logger = logging.getLogger("grpo")
 
@@ -40,7 +43,7 @@ def main() -> None:
 
     # Training
     info = recipe.training_info(config, "GRPO", "recipes/grpo.py", len(prompts))
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=prompts,
+    trainer = MotionGRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=prompts,
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=[recipe.AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
     result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))

@@ -39,6 +39,7 @@ from trl.trainer.utils import pad, selective_log_softmax, use_adapter
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS
 from motion_align.policy.lora import restore_lora_dropout
 from motion_align.policy.model import load_policy, policy_family, set_dropout
+from motion_align.trainers.checkpointing import AtomicCheckpoints
 from motion_align.trainers.losses import preference_loss, sequence_log_ratios
 
 # Per-pair columns the collators pass through to the loss, with the reference log-probs TRL precomputes.
@@ -125,7 +126,7 @@ def frozen_reference(model: Any) -> Any:
     return reference.eval().requires_grad_(False)
 
 
-class MotionDPOTrainer(DPOTrainer):
+class MotionDPOTrainer(AtomicCheckpoints, DPOTrainer):
     """``DPOTrainer`` for T5 and LLaMA motion policies, with per-pair margins or label smoothing."""
 
     def __init__(self, model: Any, ref_model: Any = None, args: Any = None, **kwargs: Any) -> None:

@@ -17,15 +17,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trl import GRPOTrainer
+
 from motion_align.plots import plot_curves
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import EventJudgeReward, MotionReward, build_motion_reward
+from motion_align.trainers.checkpointing import AtomicCheckpoints
 from motion_align.trainers.recipe import check_input, load_tokenized_items, prompt_rows, save_aligned_policy
 
 logger = logging.getLogger(__name__)
 
 GRPO_RUN = "grpo_run.json"
 CURVES_FILE = "training_curves.png"
+
+
+class MotionGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with crash-safe checkpoints."""
 
 
 def get_grpo_prompts(config: Any, tokenizer: Any) -> Any:

@@ -20,6 +20,7 @@ from trl.data_utils import unpair_preference_dataset
 
 from motion_align.data.preferences import to_trainer_rows
 from motion_align.policy.lora import restore_lora_dropout
+from motion_align.trainers.checkpointing import AtomicCheckpoints
 from motion_align.trainers.dpo_trainer import frozen_reference
 from motion_align.trainers.kto_config import MotionKTOConfig
 from motion_align.trainers.recipe import get_preference_datasets
@@ -33,10 +34,14 @@ def kto_rows(pairs: Any, seed: int) -> Any:
     return unpair_preference_dataset(rows).shuffle(seed=seed).flatten_indices()
 
 
-def get_kto_datasets(config: MotionKTOConfig) -> dict[str, Any]:
+def get_kto_datasets(config: MotionKTOConfig, tokenizer: Any) -> dict[str, Any]:
     """``{"train": ..., "eval": ...}`` :func:`kto_rows` of the pairs that
     :func:`~motion_align.trainers.recipe.get_preference_datasets` selects and splits."""
-    return get_preference_datasets(config, rows=partial(kto_rows, seed=config.seed))
+    return get_preference_datasets(config, tokenizer, rows=partial(kto_rows, seed=config.seed))
+
+
+class MotionKTOTrainer(AtomicCheckpoints, KTOTrainer):
+    """TRL's ``KTOTrainer`` with crash-safe checkpoints."""
 
 
 def get_kto_trainer(
@@ -46,7 +51,7 @@ def get_kto_trainer(
     """TRL's ``KTOTrainer`` on ``data``, its reference the adapter-disabled policy under LoRA or a frozen copy
     under full fine-tuning, LoRA's dropout kept (TRL's ``disable_dropout`` turns it off too)."""
     full = peft_config is None and not config.precompute_ref_log_probs
-    trainer = KTOTrainer(model, ref_model=frozen_reference(model) if full else None, args=config,
+    trainer = MotionKTOTrainer(model, ref_model=frozen_reference(model) if full else None, args=config,
                          train_dataset=data["train"], eval_dataset=data["eval"], processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks)  # fmt: skip
     if peft_config is not None and config.disable_dropout:

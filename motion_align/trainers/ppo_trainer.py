@@ -36,7 +36,6 @@ from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.experimental.ppo import PPOTrainer
 
 from motion_align.plots import plot_curves
@@ -45,6 +44,7 @@ from motion_align.policy.model import policy_family, set_dropout
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import MotionReward, build_motion_reward
 from motion_align.rewards.reward_model import MotionRewardModel
+from motion_align.trainers.checkpointing import AtomicCheckpoints
 from motion_align.trainers.recipe import (
     check_input,
     load_motion_tokenizer,
@@ -148,7 +148,7 @@ class _AdapterDisabled(nn.Module):
             return self.policy(**kwargs)
 
 
-class MotionPPOTrainer(PPOTrainer):
+class MotionPPOTrainer(AtomicCheckpoints, PPOTrainer):
     """PPO for T5 and LLaMA motion policies with a learned or a programmatic motion reward."""
 
     def __init__(
@@ -232,13 +232,14 @@ class MotionPPOTrainer(PPOTrainer):
             self.policy_model_for_saving().save_pretrained(output_dir, safe_serialization=True)
             self.processing_class.save_pretrained(output_dir)
 
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+    def checkpoint_model(self) -> nn.Module:
+        return self.policy_model_for_saving()
+
+    def finish_checkpoint(self, folder: Path) -> None:
         """TRL's checkpoint (policy, optimizer, scheduler, state) plus the value model, for resuming."""
-        super()._save_checkpoint(model, trial)
-        if self.accelerator.is_main_process:
-            folder = f"{self.args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            value = self.accelerator.unwrap_model(self.model).value_model
-            value.save_pretrained(f"{folder}/value_model", safe_serialization=True)
+        value = self.accelerator.unwrap_model(self.model).value_model
+        value.save_pretrained(folder / "value_model", safe_serialization=True)
+        super().finish_checkpoint(folder)
 
 
 # ----------------------------------------------------------------------------------------- recipe

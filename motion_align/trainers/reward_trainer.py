@@ -32,6 +32,7 @@ from motion_align.policy.causal_view import pad_rows, query_ids, response_ids
 from motion_align.policy.model import load_policy
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.reward_model import MotionRewardModel
+from motion_align.trainers.checkpointing import AtomicCheckpoints
 from motion_align.trainers.losses import bradley_terry_loss
 from motion_align.trainers.recipe import absolute_if_local, check_input, get_preference_datasets
 
@@ -70,7 +71,7 @@ class DataCollatorForMotionReward:
         return batch
 
 
-class MotionRewardTrainer(RewardTrainer):
+class MotionRewardTrainer(AtomicCheckpoints, RewardTrainer):
     """``RewardTrainer`` for :class:`~motion_align.rewards.reward_model.MotionRewardModel` on motion pairs."""
 
     def __init__(self, model: Any, args: Any, processing_class: Any, **kwargs: Any) -> None:
@@ -145,10 +146,10 @@ def pair_rows(pairs: Any) -> Any:
     return pairs.select_columns(["prompt", "chosen", "rejected", "degree"])
 
 
-def get_reward_datasets(config: Any) -> dict[str, Any]:
+def get_reward_datasets(config: Any, tokenizer: Any) -> dict[str, Any]:
     """``{"train": ..., "eval": ...}`` :func:`pair_rows` of the pairs selected and split by
     :func:`~motion_align.trainers.recipe.get_preference_datasets` (split by prompt)."""
-    return get_preference_datasets(config, rows=pair_rows)
+    return get_preference_datasets(config, tokenizer, rows=pair_rows)
 
 
 def reward_report(trainer: Any, data: dict[str, Any]) -> dict[str, Any]:

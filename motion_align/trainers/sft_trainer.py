@@ -26,7 +26,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTTrainer
 from trl.trainer.utils import pad
 
@@ -41,6 +40,7 @@ from motion_align.policy.model import (
     write_vocab_info,
 )
 from motion_align.policy.text_tokenizer import corpus_captions, train_text_tokenizer
+from motion_align.trainers.checkpointing import AtomicCheckpoints
 
 IGNORE_INDEX = -100
 
@@ -80,7 +80,7 @@ def _seq2seq_features(
     return {"input_ids": input_ids, "labels": labels}
 
 
-class MotionSFTTrainer(SFTTrainer):
+class MotionSFTTrainer(AtomicCheckpoints, SFTTrainer):
     """``SFTTrainer`` that also trains encoder-decoder (T5) policies on prompt-completion rows."""
 
     def __init__(self, model: Any, args: Any = None, **kwargs: Any) -> None:
@@ -198,20 +198,23 @@ class PolicyCheckpointCallback(TrainerCallback):
     def __init__(self, tokenizer: Any, motion_tokenizer: str | None = None) -> None:
         self.tokenizer, self.motion_tokenizer = tokenizer, motion_tokenizer
 
-    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if not state.is_world_process_zero or model is None or not folder.is_dir():
-            return
+    def describe_checkpoint(self, folder: Path, model: Any) -> None:
+        """Called by :class:`~motion_align.trainers.checkpointing.AtomicCheckpoints` on the main process,
+        before the checkpoint is renamed into place."""
         write_vocab_info(model, self.tokenizer, folder)
         if self.motion_tokenizer:
             record_motion_tokenizer(folder, self.motion_tokenizer)
+
+
+class CausalSFTTrainer(AtomicCheckpoints, SFTTrainer):
+    """TRL's ``SFTTrainer`` (LLaMA-family policies) with crash-safe checkpoints."""
 
 
 def get_sft_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any = None,
                     **kwargs: Any) -> SFTTrainer:  # fmt: skip
     """``SFTTrainer`` for a causal policy, :class:`MotionSFTTrainer` for an encoder-decoder one; both save
     checkpoints that are complete policies (:class:`PolicyCheckpointCallback`)."""
-    trainer_cls = MotionSFTTrainer if policy_family(model) == "t5" else SFTTrainer
+    trainer_cls = MotionSFTTrainer if policy_family(model) == "t5" else CausalSFTTrainer
     data_dir = getattr(args, "data_dir", None)
     motion_tokenizer = read_tokenization(data_dir).get("motion_tokenizer") if data_dir else None
     callbacks = list(kwargs.pop("callbacks", None) or [])
