@@ -27,7 +27,7 @@ def main() -> None:
     model, tokenizer, peft_config = recipe.get_policy(config)
 
     # Data
-    data = recipe.get_preference_datasets(config)
+    data = recipe.get_preference_datasets(config, tokenizer)
 
     # Training
     info = recipe.training_info(

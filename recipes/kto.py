@@ -33,7 +33,7 @@ def main() -> None:
     recipe.require_decoder_only(model, config, "KTOTrainer", "recipes/dpo_ipo.py")
 
     # Data: a desirable and an undesirable row per pair
-    data = get_kto_datasets(config)
+    data = get_kto_datasets(config, tokenizer)
 
     # Training (full fine-tuning: the reference is a frozen copy of the starting policy)
     info = recipe.training_info(config, "KTO", "recipes/kto.py", len(data["train"]))

@@ -30,7 +30,7 @@ def main() -> None:
 
     # Model and pairs
     model, tokenizer = get_reward_model(config)
-    data = get_reward_datasets(config)
+    data = get_reward_datasets(config, tokenizer)
 
     # Training
     trainer = MotionRewardTrainer(model, config, tokenizer, train_dataset=data["train"],

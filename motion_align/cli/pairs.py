@@ -38,6 +38,17 @@ def _scorer_from_args(args: argparse.Namespace) -> Scorer:
     return (RankMeanScorer if args.combine == "rank" else MeanScorer)([JudgeScorer(), reward])
 
 
+def no_pairs_reason(report: dict[str, Any], min_gap: float) -> str:
+    """Why a judged run made no pair, from its report's counts."""
+    samples, invalid = report["samples"], report["invalid"]
+    if samples and invalid == samples:
+        return f"all {samples} samples are invalid (no motion decodes from them)"
+    if report["dropped_small_gap"]:
+        return f"every pair's score gap is under --min-gap {min_gap} ({report['dropped_small_gap']} dropped)"
+    counts = f"{report['candidates']} candidates for {report['prompts']} prompts, {invalid} invalid"
+    return f"no prompt has two distinct valid samples ({counts}, {report['duplicates']} duplicates)"
+
+
 def _judged_command(args: argparse.Namespace) -> None:
     from motion_align.policy.generation import load_generator
     from motion_tokenizer.checkpoint import write_atomic
@@ -54,6 +65,8 @@ def _judged_command(args: argparse.Namespace) -> None:
         top_p=args.top_p, seed=args.seed, batch_size=args.batch_size, min_gap=args.min_gap,
     )  # fmt: skip
     report.update(model=str(args.model), corpus=str(args.corpus), split=args.split, reward=args.reward)
+    if len(dataset) == 0:
+        raise ValueError(f"no pairs, nothing written to {out}: {no_pairs_reason(report, args.min_gap)}")
     codebook_size = motion_tokenizer.config.codebook_size
     out = save_preferences(dataset, out, codebook_size, overwrite=args.overwrite)
     text = json.dumps(report, indent=2) + "\n"

@@ -3,8 +3,9 @@
 One row per pair: ``prompt`` (the caption, plain text), ``chosen`` and ``rejected`` (motion-token strings of
 :class:`motion_align.policy.vocab.MotionVocab`), ``degree`` (one of :data:`DEGREES`, or None when the strength
 is not labelled) and ``source`` (where the pair came from); further columns are kept. On input a list of codes
-is accepted for a motion and converted to its string. Every loader validates; a bad record gives a ValueError
-naming the file, the record (0-based) or line (1-based, JSON lines) and the field.
+is accepted for a motion and converted to its string. Every loader validates (against the policy's codebook
+when given one) and refuses an empty dataset; a bad record gives a ValueError naming the file, the record
+(0-based) or line (1-based, JSON lines) and the field.
 
 Degrees, margins and label smoothing follow Sheng et al., "Exploring Text-to-Motion Generation with Human
 Preference" (CVPRW 2024; github.com/THU-LYJ-Lab/InstructMotion): the reward model's margins 3/2/1/0 and
@@ -238,7 +239,7 @@ def load_preferences(
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json"):
             records, labels = read_json_records(path)
-            return normalise_records(records, codebook_size, where, labels)
+            return check_not_empty(normalise_records(records, codebook_size, where, labels), where)
         if suffix != ".parquet":
             raise ValueError(
                 f"{path}: unsupported preference file type {suffix!r}: expected {LOCAL_SUFFIXES}"
@@ -252,7 +253,42 @@ def load_preferences(
     else:
         ds = _load_hub(str(source), split)
         where = f"{source} (split {split!r})"
-    return validate_preferences(ds, codebook_size, where)
+    return check_not_empty(validate_preferences(ds, codebook_size, where), where)
+
+
+def check_not_empty(ds: datasets.Dataset, where: str) -> datasets.Dataset:
+    """``ds``, or a ValueError naming ``where`` when it holds no pair."""
+    if len(ds) == 0:
+        raise ValueError(f"{where}: no preference pairs (an empty dataset)")
+    return ds
+
+
+def drop_degenerate_pairs(
+    ds: datasets.Dataset, where: str, strict: bool = False
+) -> tuple[datasets.Dataset, dict[str, int]]:
+    """``ds`` without the pairs that teach nothing or teach twice, and how many of each were dropped.
+
+    - ``same_motion``: chosen == rejected (the DPO/IPO loss of such a pair is a constant);
+    - ``duplicate``: a (prompt, chosen, rejected) row seen before (it would weigh twice, and a copy could
+      land in the eval split beside its original, so that eval accuracy reads the training accuracy).
+
+    With ``strict`` the first such pair is a ValueError naming ``where``, the record and the reason.
+    """
+    seen: set[tuple[str, str, str]] = set()
+    keep: list[int] = []
+    counts = {"same_motion": 0, "duplicate": 0}
+    rows = zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True)
+    for index, key in enumerate(rows):
+        reason = "same_motion" if key[1] == key[2] else "duplicate" if key in seen else None
+        if reason is None:
+            seen.add(key)
+            keep.append(index)
+            continue
+        if strict:
+            what = "chosen and rejected are the same motion" if reason == "same_motion" else "a duplicate"
+            raise ValueError(f"{where} record {index}: {what} (drop it, or run without --strict to skip it)")
+        counts[reason] += 1
+    return (ds if len(keep) == len(ds) else ds.select(keep)), counts
 
 
 def _looks_local(source: str) -> bool:
@@ -304,7 +340,7 @@ def save_preferences(
     The folder holds the ``save_to_disk`` files (read back by :func:`load_preferences`), a
     ``preferences.jsonl`` copy and a ``preferences.json`` summary (rows, degree counts, sources).
     """
-    ds = validate_preferences(ds, codebook_size, where="save_preferences")
+    ds = check_not_empty(validate_preferences(ds, codebook_size, where="save_preferences"), str(out_dir))
 
     def write(tmp: Path) -> None:
         ds.save_to_disk(str(tmp))

@@ -89,6 +89,10 @@ class PreferenceDataFields:
     )
     include_unsure: bool = field(default=True, metadata={"help": "Keep pairs labelled unsure."})
     data_fraction: float = field(default=1.0, metadata={"help": "Seeded share of the pairs to train on."})
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Refuse duplicate pairs and pairs whose chosen is the rejected (default: drop)."},
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:

@@ -14,6 +14,7 @@ import torch
 from conftest import PAIR_CODEBOOK, REPO, lora_moved, parse_recipe
 from hub_stand_in import FAKE_TOKEN
 from peft import PeftModel
+from transformers import AutoTokenizer
 
 from motion_align.policy.model import load_policy
 from motion_align.trainers.dpo_config import MotionDPOConfig
@@ -96,11 +97,12 @@ def test_degree_filter_fraction_and_split_are_recipe_knobs(inputs, tmp_path):
     flags = ["--dataset_name", str(inputs["prefs"]), "--output_dir", str(tmp_path), "--preference_degrees",
              *"much_better better --data_fraction 0.5 --eval_fraction 0.25".split()]  # fmt: skip
     config = parse_recipe(MotionDPOConfig, "recipes/llama/dpo_ipo/config_dpo_lora.yaml", *flags)
-    data = get_preference_datasets(config)
+    tokenizer = AutoTokenizer.from_pretrained(inputs["llama"])
+    data = get_preference_datasets(config, tokenizer)
     assert len(data["train"]) + len(data["eval"]) == 6 and len(data["eval"]) == 2  # half of the 12 kept pairs
     assert set(data["train"]["degree"]) <= {"much_better", "better"}
     assert data["train"][0]["prompt"].startswith("Generate motion: ")
-    again = get_preference_datasets(config)
+    again = get_preference_datasets(config, tokenizer)
     assert again["train"]["chosen"] == data["train"]["chosen"]
 
 
@@ -113,7 +115,7 @@ def test_qlora_trains_a_lora_adapter_on_a_4bit_base(inputs, tmp_path, family):
     config = parse_recipe(MotionDPOConfig, f"recipes/{family}/dpo_ipo/config_ipo_qlora.yaml", *flags)
     model, tokenizer, peft_config = get_policy(config)
     assert model.is_loaded_in_4bit
-    data = get_preference_datasets(config)
+    data = get_preference_datasets(config, tokenizer)
     trainer = MotionDPOTrainer(
         model, args=config, train_dataset=data["train"], processing_class=tokenizer, peft_config=peft_config
     )

@@ -15,6 +15,7 @@ import torch
 from conftest import PAIR_CAPTIONS, PAIR_CODEBOOK, REPO, parse_recipe, random_pairs
 from datasets import Dataset
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 from trl import KTOTrainer
 
 from motion_align.policy.model import format_prompt, load_policy
@@ -65,7 +66,8 @@ def test_recipe_yaml_mirrors_the_ipo_lora_recipe():
 
 def test_rows_are_balanced_shuffled_and_tokenized_as_for_dpo_and_sft(inputs, recipe, tmp_path):
     config = kto_config(inputs, tmp_path / "out", "--eval_fraction", "0", "--eval_strategy", "no")
-    data = recipe["get_kto_datasets"](config)
+    tokenizer = AutoTokenizer.from_pretrained(inputs["llama"])
+    data = recipe["get_kto_datasets"](config, tokenizer)
     rows = data["train"]
     assert data["eval"] is None and rows.column_names == ["prompt", "completion", "label"]
     assert sum(rows["label"]) == len(rows) // 2 == 24
