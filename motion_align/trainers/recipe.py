@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from motion_align.data.preferences import (
     to_trainer_rows,
 )
 from motion_align.entry_points import parse_recipe_config, run_recipe
-from motion_align.hub import TRAINING_INFO, push_recipe_output
+from motion_align.hub import TRAINING_INFO, push_recipe_output, redact
 from motion_align.policy.causal_view import query_ids
 from motion_align.policy.generation import (
     MOTION_TOKENIZER_FILE,
@@ -239,7 +240,7 @@ def training_info(config: Any, method: str, script: str, rows: int) -> dict[str,
         "rows": rows,
         "recipe": argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None,
         "hyperparameters": {k: getattr(config, k) for k in config.card_fields if hasattr(config, k)},
-        "command": f"accelerate launch {script} " + " ".join(argv),
+        "command": redact(f"accelerate launch {script} " + " ".join(argv)),
     }
 
 
@@ -316,9 +317,20 @@ def parse_config(config_class: type) -> Any:
     keys are an error: :func:`motion_align.entry_points.parse_recipe_config`), after logging is set up."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_recipe_config(config_class)
+    keep_token_off_disk(config)
     if hasattr(config, "world_size"):  # TRL's configs know their processes
         logger.info("world size %d, device %s", config.world_size, config.device)
     return config
+
+
+def keep_token_off_disk(config: Any) -> None:
+    """Moves ``--hub_token`` (a flag or a YAML key) out of the config into this process's ``HF_TOKEN``, where
+    the push reads it: the Trainer pickles its arguments into every checkpoint's ``training_args.bin``, and
+    the run records copy the config, so a token left in it would be written to disk and could be uploaded."""
+    token = getattr(config, "hub_token", None)
+    if token:
+        os.environ["HF_TOKEN"] = token
+        config.hub_token = None
 
 
 def take_push_flag(config: Any) -> bool:
