@@ -10,6 +10,7 @@ pickle), so a resumed run ends exactly where an uninterrupted one would have. Th
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_PREFIX = "checkpoint-"
+logger = logging.getLogger(__name__)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -51,17 +53,50 @@ def save_checkpoint(accelerator: Accelerator, model, optimizer, scheduler, out: 
     return final
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """What makes the checkpoint ``path`` unusable (a missing, cut or unreadable file), or None."""
+    state = path / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except ValueError:
+        return "trainer_state.json is not JSON (cut short?)"
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        try:
+            load_file(path / name)
+        except FileNotFoundError:
+            return f"no {name}"
+        except Exception as error:  # safetensors raises its own error types for a torn file
+            return f"{name} is not readable ({type(error).__name__})"
+    return None
+
+
 def find_checkpoint(output_dir: str | Path, which: str) -> Path:
-    """``which`` is a checkpoint folder, or 'latest' for the newest finished one in ``output_dir``."""
+    """``which`` is a checkpoint folder, or 'latest' for the newest complete one in ``output_dir`` (a
+    damaged newer one is skipped with a warning naming it)."""
     if which != "latest":
         path = Path(which)
-        if not (path / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"{path}: not a training checkpoint (no trainer_state.json)")
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise FileNotFoundError(f"{path}: not a complete training checkpoint ({problem})")
         return path
-    found = sorted(Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name.split("-")[-1]))
-    if not found:
-        raise FileNotFoundError(f"{output_dir}: no {CHECKPOINT_PREFIX}* folder to resume from")
-    return found[-1]
+    numbered = [p for p in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*") if p.name.split("-")[-1].isdigit()]
+    skipped = []
+    for path in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        logger.warning("skipping the damaged checkpoint %s: %s", path, problem)
+        skipped.append(f"{path.name} ({problem})")
+    damaged = f"; damaged: {', '.join(skipped)}" if skipped else ""
+    raise FileNotFoundError(f"{output_dir}: no complete {CHECKPOINT_PREFIX}* folder to resume from{damaged}")
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Removes the ``.checkpoint-N.tmp`` folders that a run killed while saving left in ``out``."""
+    for stale in out.glob(f".{CHECKPOINT_PREFIX}*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_checkpoint(accelerator: Accelerator, model, optimizer, scheduler, path: Path) -> int:
@@ -89,7 +124,16 @@ def prune_checkpoints(out: Path, keep: int) -> None:
 
 
 def truncate_log(log: Path, step: int) -> None:
-    """Drops the log lines an interrupted run wrote after the checkpoint it resumes from."""
-    if log.is_file():
-        lines = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
-        log.write_text("".join(line + "\n" for line in lines))
+    """Drops the log lines an interrupted run wrote after the checkpoint it resumes from, and a last line
+    torn by the kill (not JSON)."""
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            kept.append(line)
+    log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

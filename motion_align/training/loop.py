@@ -31,6 +31,7 @@ from motion_align.training.checkpoints import (
     find_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    remove_stale_staging,
     save_checkpoint,
     truncate_log,
 )
@@ -102,6 +103,8 @@ def train_loop(
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, config.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     step = 0
+    if accelerator.is_main_process:
+        remove_stale_staging(out)
     if config.resume_from_checkpoint:
         path = find_checkpoint(out, config.resume_from_checkpoint)
         step = load_checkpoint(accelerator, model, optimizer, scheduler, path)

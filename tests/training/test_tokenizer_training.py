@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -49,15 +50,29 @@ def test_training_writes_a_loadable_tokenizer_with_its_evaluation(tiny_corpus, t
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-10"]
 
 
-def test_resume_ends_where_an_uninterrupted_run_would_have(tiny_corpus, tmp_path):
+def test_resume_ends_where_an_uninterrupted_run_would_have(tiny_corpus, tmp_path, caplog):
     straight = tmp_path / "straight"
     train_tokenizer(tiny_tokenizer_config(tiny_corpus, straight, eval_max_clips=2))
     resumed = tmp_path / "resumed"
-    train_tokenizer(tiny_tokenizer_config(tiny_corpus, resumed, eval_max_clips=2))
-    (resumed / "model.safetensors").unlink()
     train_tokenizer(
-        tiny_tokenizer_config(tiny_corpus, resumed, eval_max_clips=2, resume_from_checkpoint="latest")
+        tiny_tokenizer_config(tiny_corpus, resumed, eval_max_clips=2, save_steps=5, save_total_limit=3)
     )
+    (resumed / "model.safetensors").unlink()
+    # what a kill leaves: a damaged newest checkpoint, a torn last log line, a half-saved staging folder
+    torn = resumed / "checkpoint-15" / "optimizer.safetensors"
+    torn.write_bytes(torn.read_bytes()[:100])
+    with open(resumed / "log.jsonl", "a") as log:
+        log.write('{"step": 16, "lo')
+    (resumed / ".checkpoint-20.tmp").mkdir()
+    with caplog.at_level(logging.WARNING):
+        train_tokenizer(
+            tiny_tokenizer_config(tiny_corpus, resumed, eval_max_clips=2, resume_from_checkpoint="latest")
+        )
+    assert (
+        "skipping the damaged checkpoint" in caplog.text
+        and "checkpoint-15: optimizer.safetensors" in caplog.text
+    )
+    assert not (resumed / ".checkpoint-20.tmp").exists()
     a = MotionVQVAE.from_pretrained(straight).state_dict()
     b = MotionVQVAE.from_pretrained(resumed).state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
@@ -68,7 +83,7 @@ def test_resume_ends_where_an_uninterrupted_run_would_have(tiny_corpus, tmp_path
     assert not torch.equal(
         MotionVQVAE.from_pretrained(fresh).state_dict()["quantizer.codebook"], a["quantizer.codebook"]
     )
-    with pytest.raises(FileNotFoundError, match="no checkpoint-"):
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint-"):
         train_tokenizer(
             tiny_tokenizer_config(tiny_corpus, tmp_path / "none", resume_from_checkpoint="latest")
         )
