@@ -22,12 +22,20 @@ from motion_align.cli.evaluation import add_evaluation_commands
 from motion_align.cli.generation import add_generation_commands
 from motion_align.cli.pairs import add_pairs_command
 from motion_align.cli.push import add_push_command
-from motion_align.entry_points import DEBUG_FLAG, guarded, take_debug_flag
+from motion_align.entry_points import DEBUG_FLAG, EXIT_BAD_INPUT, guarded, take_debug_flag
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line (argparse prints the whole usage first); the
+    parsers of the commands are of this class too."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     description = "motion-align: preference alignment for text-to-motion token models."
-    parser = argparse.ArgumentParser(prog="motion-align", description=description)
+    parser = CommandParser(prog="motion-align", description=description)
     parser.add_argument(
         DEBUG_FLAG, action="store_true", help="show the traceback of an error about bad input or files"
     )

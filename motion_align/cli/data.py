@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from motion_align.cli.generation import positive_int
+
 
 def _synth(args: argparse.Namespace) -> None:
     from motion_align.data.corpus import CorpusConfig, build_corpus
@@ -70,7 +72,7 @@ def add_data_commands(commands: Any) -> None:
     """Register ``synth``, ``stats``, ``render`` and ``tokenize`` on an argparse subparsers object."""
     synth = commands.add_parser("synth", help="write the procedural corpus as a HumanML3D folder")
     synth.add_argument("--out", required=True, help="corpus folder to create")
-    synth.add_argument("--num-clips", type=int, default=2000)
+    synth.add_argument("--num-clips", type=positive_int, default=2000)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--mirror-prob", type=float, default=0.5, help="share of clips mirrored left/right")
     synth.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")

@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from motion_align.cli.generation import positive_int
+
 
 def _demo(args: argparse.Namespace) -> None:
     from motion_align.demo import DemoConfig, run_demo
@@ -32,7 +34,7 @@ def add_demo_commands(commands: Any) -> None:
     """Register ``demo`` on an argparse subparsers object."""
     demo = commands.add_parser("demo", help="run the pipeline on the built-in corpus; writes report.md")
     demo.add_argument("--out", default="outputs/demo")
-    demo.add_argument("--num-clips", type=int, default=10000)
+    demo.add_argument("--num-clips", type=positive_int, default=10000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--force", action="store_true", help="redo finished stages")
     demo.add_argument(
@@ -45,5 +47,5 @@ def add_demo_commands(commands: Any) -> None:
     )
     demo.add_argument("--policy-family", default="t5", choices=["t5", "llama"], help="SFT stage's policy")
     demo.add_argument("--sft-recipe", default=None, help="default: recipes/<family>/sft/config_small.yaml")
-    demo.add_argument("--eval-prompts", type=int, default=200, help="held-out prompts to generate")
+    demo.add_argument("--eval-prompts", type=positive_int, default=200, help="held-out prompts to generate")
     demo.set_defaults(func=_demo)

@@ -11,6 +11,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from motion_align.cli.generation import positive_int
+
 
 def _named_folders(specs: list[str], flag: str) -> dict[str, str]:
     """``["NAME=FOLDER", ...]`` -> ``{NAME: FOLDER}``."""
@@ -62,14 +64,14 @@ def add_evaluation_commands(commands: Any) -> None:
     )  # fmt: skip
     evaluate.add_argument("--motion-tokenizer", default=None, help="also evaluate its reconstructions")
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--num-prompts", type=int, default=None, help="default: every item of the split")
-    evaluate.add_argument("--repeats", type=int, default=20)
+    evaluate.add_argument("--num-prompts", type=positive_int, default=None, help="default: every item")
+    evaluate.add_argument("--repeats", type=positive_int, default=20)
     evaluate.add_argument(
         "--generation-rounds", type=int, default=None, help="fresh generations (default: one per repeat)"
     )
-    evaluate.add_argument("--mm-prompts", type=int, default=100, help="MultiModality prompts")
-    evaluate.add_argument("--mm-samples", type=int, default=30, help="MultiModality samples per prompt")
-    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--mm-prompts", type=positive_int, default=100, help="MultiModality prompts")
+    evaluate.add_argument("--mm-samples", type=positive_int, default=30, help="MultiModality samples each")
+    evaluate.add_argument("--batch-size", type=positive_int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--no-judge", action="store_true", help="skip the event accuracies")
     evaluate.set_defaults(func=_evaluate)

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from motion_align.cli.generation import positive_int
 from motion_align.data.pair_builders import (
     JudgeScorer,
     MeanScorer,
@@ -94,9 +95,9 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     judged.add_argument("--tokenizer", default=None, help="motion tokenizer (default: the policy's record)")
     judged.add_argument("--corpus", required=True, help="HumanML3D folder whose captions and events are used")
     judged.add_argument("--split", default="train")
-    judged.add_argument("--num-prompts", type=int, default=None, help="seeded subset (default: every clip)")
-    judged.add_argument("--num-samples", type=int, default=8, help="motions sampled per prompt (K)")
-    judged.add_argument("--pairs-per-prompt", type=int, default=2)
+    judged.add_argument("--num-prompts", type=positive_int, default=None, help="seeded subset (default: all)")
+    judged.add_argument("--num-samples", type=positive_int, default=8, help="motions sampled per prompt (K)")
+    judged.add_argument("--pairs-per-prompt", type=positive_int, default=2)
     judged.add_argument("--scorer", choices=SCORERS, default="judge")
     judged.add_argument("--reward", default=None, help="retrieval model folder, for the reward scorers")
     judged.add_argument(
@@ -109,7 +110,7 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     judged.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
     judged.add_argument("--top-p", type=float, default=1.0)
     judged.add_argument("--seed", type=int, default=0, help="captions, prompt subset and sampling")
-    judged.add_argument("--batch-size", type=int, default=16, help="prompts per generate and scoring call")
+    judged.add_argument("--batch-size", type=positive_int, default=16, help="prompts per generate call")
     judged.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is <= this")
     judged.add_argument("--out", required=True, help="folder for the dataset (save_preferences)")
     judged.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -118,7 +119,7 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     labels = kinds.add_parser("labels", help="import InstructMotion's human preference labels")
     labels.add_argument("--labels", required=True, help="preference_labels.jsonl")
     labels.add_argument("--tokens", required=True, help="folder the samples' token files are relative to")
-    labels.add_argument("--codebook-size", type=int, required=True, help="codes of the motion tokenizer")
+    labels.add_argument("--codebook-size", type=positive_int, required=True, help="codes of the VQ-VAE")
     labels.add_argument("--no-unsure", action="store_true", help='drop "Negligibly better/unsure" pairs')
     labels.add_argument("--out", required=True, help="folder for the dataset (save_preferences)")
     labels.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -58,6 +58,7 @@ class EvaluatorTrainingConfig(LoopConfig):
             raise ValueError("per_device_train_batch_size must be >= 2 (negatives come from the batch)")
         if self.eval_group_size < 2 or self.eval_repeats < 1:
             raise ValueError("eval_group_size must be >= 2 and eval_repeats >= 1")
+        super().__post_init__()
 
     def model_overrides(self) -> dict:
         """The EvaluatorConfig fields this config sets explicitly (``width`` sets every width)."""
@@ -171,6 +172,18 @@ def evaluate_retrieval(
     return record
 
 
+def check_eval_split(config: EvaluatorTrainingConfig) -> None:
+    """A ValueError, before any training, when the evaluation split has fewer items than one R-precision
+    group: the run would otherwise fail after training, beside a saved model that was never measured."""
+    items = sum(1 for _ in iter_items(config.data_dir, config.eval_split))
+    items = min(items, config.eval_max_items or items)
+    if items < config.eval_group_size:
+        raise ValueError(
+            f"{Path(config.data_dir) / (config.eval_split + '.txt')}: {items} items, R-precision needs "
+            f"eval_group_size={config.eval_group_size}: pass a smaller --eval_group_size or a larger split"
+        )
+
+
 def _describe(output) -> dict:
     distances = torch.cdist(output.text_embedding.detach(), output.motion_embedding.detach())  # (B, B)
     batch_r1 = (distances.argmin(1) == torch.arange(len(distances), device=distances.device)).float().mean()
@@ -184,6 +197,7 @@ def _describe(output) -> dict:
 
 def train_evaluator(config: EvaluatorTrainingConfig, accelerator: Accelerator | None = None) -> dict:
     """Trains, saves the model to ``output_dir`` and returns the evaluation record (main process)."""
+    check_eval_split(config)
     accelerator = start_run(config, accelerator)
     model = build_model(config)
     pairs = TextMotionPairs(

@@ -33,6 +33,23 @@ def cpu_backend(config) -> None:
             config.use_cpu = True
 
 
+def check_training_counts(config) -> None:
+    """The counts and rates of every TRL config, checked when it is parsed (before anything is created):
+    transformers refuses some of them only when training starts, or not at all. Each method's config checks
+    the coefficients of its loss."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(config, name, 1) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in ("logging_steps", "save_steps", "eval_steps"):
+        value = getattr(config, name, None)
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    if config.learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}")
+    if config.max_steps == 0 or config.max_steps < -1:
+        raise ValueError(f"max_steps must be >= 1 (or -1: num_train_epochs decides), got {config.max_steps}")
+
+
 @dataclass
 class CpuDefaults:
     """TrainingArguments defaults changed for CPU runs: fp32, no gradient checkpointing, no pinned memory, no
@@ -46,6 +63,7 @@ class CpuDefaults:
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none by default."})
 
     def __post_init__(self) -> None:
+        check_training_counts(self)
         cpu_backend(self)
         super().__post_init__()  # TRL's config, next in the method resolution order
 

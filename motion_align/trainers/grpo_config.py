@@ -58,4 +58,6 @@ class MotionGRPOConfig(AdapterFields, GRPOConfig):
             raise ValueError(
                 f"reward_functions: some of {GRPO_REWARD_FUNCTIONS}, not {self.reward_functions}"
             )
+        if self.beta < 0:
+            raise ValueError(f"beta (the KL coefficient) must be >= 0, got {self.beta}")
         super().__post_init__()

@@ -43,3 +43,8 @@ class MotionKTOConfig(PreferenceDataFields, AdapterFields, KTOConfig):
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        super().__post_init__()

@@ -65,6 +65,8 @@ class MotionPPOConfig(AdapterFields, PPOConfig):
             raise ValueError(f"reward_function: one of {REWARD_FUNCTIONS}, not {self.reward_function!r}")
         if not self.reward_model_path:
             raise ValueError("reward_model_path is needed: the value model starts from the reward model")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
         if self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
         super().__post_init__()

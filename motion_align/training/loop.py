@@ -39,6 +39,7 @@ from motion_tokenizer.checkpoint import write_atomic
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "log.jsonl"
+SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
 @dataclass
@@ -69,6 +70,26 @@ class LoopConfig:
     seed: int = field(default=42, metadata={"help": "Seed of the model init and of the batches."})
     num_threads: int | None = field(default=None, metadata={"help": "torch threads per process (CPU)."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar."})
+
+    def __post_init__(self) -> None:
+        """The counts and rates checked when the config is parsed, before anything is created."""
+        positive = (
+            "per_device_train_batch_size",
+            "max_steps",
+            "logging_steps",
+            "save_steps",
+            "save_total_limit",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.max_grad_norm < 0:
+            raise ValueError(
+                f"learning_rate must be > 0, warmup_steps and max_grad_norm >= 0; got {self.learning_rate}, "
+                f"{self.warmup_steps}, {self.max_grad_norm}"
+            )
+        if self.lr_scheduler_type not in SCHEDULES:
+            raise ValueError(f"lr_scheduler_type must be one of {SCHEDULES}, got {self.lr_scheduler_type!r}")
 
 
 def start_run(config: LoopConfig, accelerator: Accelerator | None) -> Accelerator:
