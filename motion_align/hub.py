@@ -30,7 +30,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token
 from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 
-from motion_tokenizer.checkpoint import write_atomic
+from motion_tokenizer.atomic_files import write_atomic
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TRAINING_INFO = "training_info.json"

@@ -1,16 +1,24 @@
-"""The VQ-VAE motion tokenizer (issue 3). Depends on torch, safetensors and huggingface_hub only."""
+"""The VQ-VAE motion tokenizer (issue 3). Depends on torch, safetensors and huggingface_hub only.
 
-from .checkpoint import CheckpointError
-from .configuration import VQVAEConfig
-from .kinematics import joints_from_features
-from .modeling import MotionVQVAE, VQVAEOutput
-from .quantizer import EMAQuantizer
+The names below are imported when first used, so that ``motion_tokenizer.atomic_files`` (torch-free) can be
+imported by the motion layer without loading the model code.
+"""
 
-__all__ = [
-    "CheckpointError",
-    "EMAQuantizer",
-    "MotionVQVAE",
-    "VQVAEConfig",
-    "VQVAEOutput",
-    "joints_from_features",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "EMAQuantizer": "quantizer",
+    "MotionVQVAE": "modeling",
+    "VQVAEConfig": "configuration",
+    "VQVAEOutput": "modeling",
+    "joints_from_features": "kinematics",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -34,7 +34,7 @@ from torch import nn
 from .checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    CheckpointError,
+    check_local_folder,
     check_state_dict,
     read_config,
     read_weights,
@@ -318,14 +318,13 @@ class MotionVQVAE(
 
 
 def _resolve(model_id: str, filename: str, hub_kwargs: dict) -> Path:
-    """A local folder's file, or the file downloaded from the Hub repo `model_id`."""
-    local = Path(model_id)
-    if local.is_dir():
+    """A local folder's file, or the file downloaded from the Hub repo `model_id`.
+
+    A local-looking path that does not exist is a `FileNotFoundError` naming it, not a Hub lookup.
+    """
+    local = check_local_folder(model_id, "motion tokenizer")
+    if local is not None:
         return local / filename  # existence is checked (with the path in the message) by the reader
-    if local.exists():
-        raise CheckpointError(
-            f"{local}: expected a checkpoint folder holding {CONFIG_NAME} and {WEIGHTS_NAME}"
-        )
     hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
     return Path(hf_hub_download(repo_id=model_id, filename=filename, **hub_kwargs))
 

@@ -52,7 +52,7 @@ def no_pairs_reason(report: dict[str, Any], min_gap: float) -> str:
 
 def _judged_command(args: argparse.Namespace) -> None:
     from motion_align.policy.generation import load_generator
-    from motion_tokenizer.checkpoint import write_atomic
+    from motion_tokenizer.atomic_files import write_atomic
 
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):

@@ -28,7 +28,7 @@ import datasets
 import numpy as np
 
 from motion_align.policy.vocab import MotionVocab
-from motion_tokenizer.checkpoint import write_dir_atomic
+from motion_tokenizer.atomic_files import write_dir_atomic
 
 DEGREES = ("much_better", "better", "slightly_better", "unsure")
 DEGREE_MARGINS = {"much_better": 3.0, "better": 2.0, "slightly_better": 1.0, "unsure": 0.0}
@@ -158,7 +158,10 @@ def _motion(row: Mapping[str, Any], side: str, vocab: MotionVocab | None, where:
             raise _error(
                 where, label, side, f"not a clean motion of a codebook of {vocab.codebook_size}: {problems}"
             )
-        return vocab.codes_to_string(decoded.codes)
+        canonical = vocab.codes_to_string(decoded.codes)
+        if re.sub(r"\s+", "", value) != canonical:  # decode skips text around the motion; a pair must not
+            raise _error(where, label, side, f"text besides the motion tokens in {value!r:.80}")
+        return canonical
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, (list, tuple)):

@@ -9,8 +9,6 @@ and joints. The dataset is written to a temporary folder and renamed when comple
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from tqdm.auto import tqdm
 
 from motion_align.data.text_motion import iter_items
 from motion_align.motion.features import joints_from_features
+from motion_tokenizer.atomic_files import write_dir_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -84,23 +83,20 @@ def tokenize_folder(
             }
         )
     dataset = datasets.DatasetDict(parts)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    info = {
+        "data_dir": str(data_dir),
+        "motion_tokenizer": _where(tokenizer_path),
+        "codebook_size": motion_tokenizer.config.codebook_size,
+        "downsample_factor": motion_tokenizer.config.downsample_factor,
+        "splits": {name: len(part) for name, part in parts.items()},
+    }
+
+    def write(tmp: Path) -> None:
         dataset.save_to_disk(str(tmp))
-        info = {
-            "data_dir": str(data_dir),
-            "motion_tokenizer": _where(tokenizer_path),
-            "codebook_size": motion_tokenizer.config.codebook_size,
-            "downsample_factor": motion_tokenizer.config.downsample_factor,
-            "splits": {name: len(part) for name, part in parts.items()},
-        }
         (tmp / "tokenization.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    # `.<name>.tmp-<pid>` beside out_dir: removed on failure, and by the next run if this one is killed
+    write_dir_atomic(out_dir, write, overwrite=True)  # out_dir was refused above unless overwrite
     return dataset
 
 

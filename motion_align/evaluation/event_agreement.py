@@ -51,7 +51,7 @@ from motion_align.rewards.event_judge import (
     normalise,
 )
 from motion_align.rewards.event_signals import DetectedEvent
-from motion_tokenizer.checkpoint import write_atomic
+from motion_tokenizer.atomic_files import write_atomic
 
 #: Category -> the actions it covers.
 CATEGORIES: dict[str, tuple[str, ...]] = {

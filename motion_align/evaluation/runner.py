@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.evaluation.protocol import Evaluation, ProtocolConfig, format_tables, policy_generator
-from motion_tokenizer.checkpoint import write_atomic
+from motion_tokenizer.atomic_files import write_atomic
 
 logger = logging.getLogger(__name__)
 LABEL = "local evaluator, not comparable to published tables"

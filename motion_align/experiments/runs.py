@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.experiments.plan import Plan, Run
-from motion_tokenizer.checkpoint import write_atomic
+from motion_tokenizer.atomic_files import write_atomic
 
 logger = logging.getLogger(__name__)
 DONE = "ablation_run.json"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,12 @@ from motion_align.motion.texts import (
     read_captions,
     read_events,
     read_split,
+)
+from motion_tokenizer.atomic_files import (
+    claim_temporary,
+    release_temporary,
+    remove_stale_temporaries,
+    temporary_sibling,
 )
 
 __all__ = [
@@ -138,6 +143,8 @@ class ClipWriter:
     sibling ``<parent>/.<name>.tmp-<pid>``, which replaces ``root`` only in :meth:`finish`. Any
     exception in ``add``/``finish`` or inside the ``with`` block removes the temporary folder and
     leaves ``root`` as it was; leaving the block without ``finish()`` does the same and raises.
+    A killed run cannot clean up: its temporary (a corpus can be gigabytes) is removed when the next
+    writer of ``root`` opens (``motion_tokenizer.checkpoint.remove_stale_temporaries``).
     Mean/Std default to the statistics of the written clips (Std averaged per feature group).
     """
 
@@ -170,18 +177,20 @@ class ClipWriter:
             raise FileExistsError(f"{self.root} exists and is not empty (pass overwrite=True to replace it)")
 
     def open(self) -> None:
-        """Create the temporary folder (called by ``__enter__``)."""
+        """Create the temporary folder (called by ``__enter__``), after removing those of killed runs."""
         if self._tmp is not None or self.finished:
             raise RuntimeError("ClipWriter is already open or finished")
+        remove_stale_temporaries(self.root)  # first: it may restore `root` from a swap cut in the middle
         self._check_target()
-        tmp = self.root.parent / f".{self.root.name}.tmp-{os.getpid()}"
-        if tmp.exists():
-            raise FileExistsError(f"{tmp} exists: another writer of this process is writing {self.root}")
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
+        tmp = claim_temporary(self.root)
+        try:
+            tmp.mkdir()
+            for sub in ("new_joint_vecs", "new_joints", "texts"):
+                (tmp / sub).mkdir()
+        except BaseException:
+            release_temporary(tmp)
+            raise
         self._tmp = tmp
-        for sub in ("new_joint_vecs", "new_joints", "texts"):
-            (tmp / sub).mkdir()
 
     def abort(self) -> None:
         """Remove the temporary folder; ``root`` is left untouched."""
@@ -189,7 +198,7 @@ class ClipWriter:
             self._events_file.close()
             self._events_file = None
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            release_temporary(self._tmp)
             self._tmp = None
 
     def _require_open(self) -> Path:
@@ -287,6 +296,7 @@ class ClipWriter:
         except BaseException:
             self.abort()
             raise
+        release_temporary(tmp)  # it is `root` now: this only forgets its name
         self._tmp = None
         self.finished = True
         return self.root
@@ -296,14 +306,13 @@ class ClipWriter:
         if not (self.root.is_dir() and any(self.root.iterdir())):
             os.replace(tmp, self.root)  # rename(2) replaces an empty directory atomically
             return
-        old = self.root.parent / f".{self.root.name}.old-{os.getpid()}"
-        os.rename(self.root, old)
-        try:
-            os.rename(tmp, self.root)
-        except BaseException:
-            os.rename(old, self.root)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        with temporary_sibling(self.root, "old") as old:  # removed at the end of the block
+            os.rename(self.root, old)
+            try:
+                os.rename(tmp, self.root)
+            except BaseException:
+                os.rename(old, self.root)
+                raise
 
 
 def write_humanml3d(

@@ -5,25 +5,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image
 
+from motion_tokenizer.atomic_files import temporary_sibling
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call write(temp) on a temporary file beside `path`, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(name))
-        os.chmod(name, 0o644)  # mkstemp creates 0600
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    """Call write(temp) on a temporary file beside `path`, then move it into place.
+
+    The temporary, `.<name>.tmp-<pid><suffix>` (the suffix tells the image and video writers the
+    format), is removed if `write` fails, and by the next write of `path` if this run is killed.
+    """
+    with temporary_sibling(path, keep_suffix=True) as tmp:
+        write(tmp)
+        os.replace(tmp, path)
     return path
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from motion_align.policy.generation import FRAMES_PER_CODE, MAX_CODES, MAX_FRAMES, MIN_CODES, MIN_FRAMES
-from motion_tokenizer.checkpoint import write_dir_atomic
+from motion_tokenizer.atomic_files import write_dir_atomic
 
 CONFIG_FILE = "length_estimator.json"
 WEIGHTS_FILE = "model.safetensors"

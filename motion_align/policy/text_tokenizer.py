@@ -28,7 +28,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from motion_tokenizer.checkpoint import write_dir_atomic
+from motion_tokenizer.atomic_files import write_dir_atomic
 
 FAMILIES = ("t5", "llama")
 DEFAULT_VOCAB_SIZE = 2000

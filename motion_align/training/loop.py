@@ -35,7 +35,7 @@ from motion_align.training.checkpoints import (
     save_checkpoint,
     truncate_log,
 )
-from motion_tokenizer.checkpoint import write_atomic
+from motion_tokenizer.atomic_files import write_atomic
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "log.jsonl"
