@@ -20,7 +20,6 @@ convolution so an item's embedding does not depend on the other items of its bat
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -39,8 +38,11 @@ from motion_tokenizer.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
+    check_local_folder,
     check_state_dict,
+    read_json_object,
     read_weights,
+    require_size_fields,
     save_checkpoint,
 )
 
@@ -107,13 +109,15 @@ class EvaluatorConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> EvaluatorConfig:
+        """Read a saved `config.json`: every error names the file; the size fields must all be there."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
+        data = read_json_object(path)
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as err:
+            config = cls.from_dict(data)
+        except (TypeError, ValueError) as err:
             raise CheckpointError(f"{path}: {err}") from err
+        require_size_fields(path, data, cls)
+        return config
 
 
 def contrastive_loss(
@@ -353,12 +357,11 @@ class MotionTextEvaluator(
 
 
 def _resolve(model_id: str, filename: str, hub_kwargs: dict) -> Path:
-    """A local folder's file, or the file downloaded from the Hub repo `model_id`."""
-    local = Path(model_id)
-    if local.is_dir():
-        return local / filename
-    if local.exists():
-        raise CheckpointError(f"{local}: expected a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    """A local folder's file, or the file downloaded from the Hub repo `model_id`; a missing local-looking
+    folder is a `FileNotFoundError` naming it, not a Hub lookup."""
+    local = check_local_folder(model_id, "evaluator")
+    if local is not None:
+        return local / filename  # the readers name the file when it is missing
     allowed = ("revision", "cache_dir", "force_download", "local_files_only", "token")
     kwargs = {k: v for k, v in hub_kwargs.items() if k in allowed}
     return Path(hf_hub_download(repo_id=model_id, filename=filename, **kwargs))

@@ -26,6 +26,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from motion_align.motion.features import joints_from_features
 from motion_align.policy.model import decoder_cache, format_prompt, load_policy, policy_family
 from motion_align.policy.vocab import MotionVocab
+from motion_tokenizer.checkpoint import check_local_folder, looks_local, read_json_object
 
 MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps
 FRAMES_PER_CODE = 4
@@ -122,6 +123,51 @@ def _encode_prompts(
     frames = [None] * len(captions) if frames is None else frames
     prompts = [format_prompt(c, n) for c, n in zip(captions, frames, strict=True)]
     return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
+
+
+def prompt_token_limit(model: Any, tokenizer: Any) -> int | None:
+    """Most tokens a prompt may have: the text tokenizer's ``model_max_length`` when it sets one, else the
+    model's ``max_position_embeddings`` / ``n_positions``; None when neither bounds it (T5's relative
+    positions)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**9:  # transformers marks "unset" with int(1e30)
+        return limit
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_captions(prompts: Sequence[str]) -> None:
+    """Refuse a blank caption (empty or whitespace): its prompt would ask for a motion of nothing.
+    Prompts are numbered from 0, as ``prompt_index`` in the results."""
+    for index, caption in enumerate(prompts):
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"prompt {index} is blank: give a caption")
+
+
+def check_prompt_lengths(
+    model: Any, tokenizer: Any, prompts: Sequence[str], frames: Sequence[int | None] | None = None
+) -> None:
+    """Refuse, before anything is generated, a caption whose formatted prompt has more tokens than
+    :func:`prompt_token_limit`: the tokenizer would cut it silently, or the model fail mid-batch.
+
+    Prompts are numbered from 0, as ``prompt_index`` in the results. ``frames`` as for
+    :func:`generate_motions` (one per caption or one per sample); each asked length is checked.
+    """
+    limit = prompt_token_limit(model, tokenizer)
+    if limit is None or not prompts:
+        return
+    per_caption = 1 if frames is None else max(1, len(frames) // len(prompts))
+    for index, caption in enumerate(prompts):
+        asked = [None] if frames is None else frames[index * per_caption : (index + 1) * per_caption]
+        count = max(len(tokenizer(format_prompt(caption, n), verbose=False)["input_ids"]) for n in asked)
+        if count > limit:
+            raise ValueError(
+                f"prompt {index} has {count} tokens, more than the policy's limit of {limit}: shorten it"
+            )
 
 
 def decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.ndarray | None]:
@@ -370,14 +416,24 @@ def record_motion_tokenizer(model_dir: str | os.PathLike[str], motion_tokenizer:
 
 
 def recorded_motion_tokenizer(model_dir: Path) -> str:
+    """The motion tokenizer that ``model_dir/motion_tokenizer.json`` names: a folder (relative to the
+    policy folder, or as written) or a Hub id.
+
+    A recorded local-looking path that does not exist is a ``FileNotFoundError`` saying which file names
+    it: handed on, it would reach the Hub client, whose error speaks of repo ids.
+    """
     file = model_dir / MOTION_TOKENIZER_FILE
     if not file.is_file():
         raise ValueError(f"{model_dir} does not record its motion tokenizer ({MOTION_TOKENIZER_FILE})")
-    path = json.loads(file.read_text(encoding="utf-8")).get("path")
+    path = read_json_object(file).get("path")
     if not isinstance(path, str) or not path:
         raise ValueError(f"{file}: expected an object with a non-empty 'path'")
     local = model_dir / path
-    return str(local) if not Path(path).is_absolute() and local.exists() else path
+    if not Path(path).is_absolute() and local.exists():
+        return str(local)
+    if not Path(path).exists() and looks_local(path):
+        raise FileNotFoundError(f"{file} names the motion tokenizer {path}, which does not exist")
+    return path
 
 
 def load_generator(
@@ -389,6 +445,7 @@ def load_generator(
     """
     from motion_tokenizer import MotionVQVAE
 
+    check_local_folder(model_dir, "policy")  # before reading its motion_tokenizer.json
     if motion_tokenizer_dir is None:
         motion_tokenizer_dir = recorded_motion_tokenizer(Path(model_dir))
     model, tokenizer = load_policy(model_dir, dropout=0.0)

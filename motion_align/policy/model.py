@@ -45,7 +45,14 @@ from motion_align.motion.skeleton import FPS
 from motion_align.policy.lora import declare_untied_output, num_rows
 from motion_align.policy.text_tokenizer import FAMILIES
 from motion_align.policy.vocab import MotionVocab
-from motion_tokenizer.checkpoint import write_dir_atomic
+from motion_tokenizer.atomic_files import write_dir_atomic
+from motion_tokenizer.checkpoint import (
+    CheckpointError,
+    check_local_folder,
+    looks_local,
+    read_json_object,
+    read_safetensors_shapes,
+)
 
 PROMPT_TEMPLATE = "Generate motion: {caption}"
 #: The length-conditioned prompt (``length_prompts`` in SFT; ``frames`` in generation). MotionGPT's
@@ -54,6 +61,9 @@ PROMPT_TEMPLATE = "Generate motion: {caption}"
 LENGTH_PROMPT_TEMPLATE = "Generate motion of {seconds:.1f} seconds: {caption}"
 VOCAB_FILE = "motion_vocab.json"
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
 PAD_TO_MULTIPLE_OF = 8
 
 PRESETS: dict[str, dict[str, dict[str, Any] | str | None]] = {
@@ -273,13 +283,14 @@ def _from_pretrained(
 ) -> tuple[PreTrainedModel, Any]:
     """Load a pretrained checkpoint, add the motion vocabulary and resize its embeddings."""
     shared, model_kwargs = _hub_kwargs(kwargs)
-    config = AutoConfig.from_pretrained(name, **shared)
+    config = load_model_config(name, "pretrained model", **shared)
     if policy_family(config) != family:
         raise ValueError(f"{name} is a {policy_family(config)!r} model, not a {family!r} one")
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(name, **shared)
     model_cls = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
-    model = model_cls.from_pretrained(name, config=config, **model_kwargs)
+    # a pretrained checkpoint may leave out tensors the model initialises itself: only shapes are checked
+    model = checked_from_pretrained(model_cls, name, config, require_all=False, **model_kwargs)
     declare_untied_output(model)  # else resizing re-ties a Flan-T5's untied lm_head to the embedding
     _prepare_tokenizer(tokenizer, family, codebook_size)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
@@ -319,10 +330,111 @@ def _check_vocab_file(path: Path, vocab: MotionVocab, family: str) -> None:
     file = path / VOCAB_FILE
     if not file.is_file():
         return
-    saved = json.loads(file.read_text(encoding="utf-8"))
+    saved = read_json_object(file)
     for key, actual in (("codebook_size", vocab.codebook_size), ("family", family)):
         if key in saved and saved[key] != actual:
             raise ValueError(f"{file}: field {key!r} is {saved[key]!r} but the checkpoint has {actual!r}")
+
+
+def load_model_config(name: str, what: str = "policy", **kwargs: Any) -> PretrainedConfig:
+    """``AutoConfig.from_pretrained(name)``, with a missing or damaged local folder as a one-line error.
+
+    A local-looking path that does not exist is a ``FileNotFoundError`` naming it (not a Hub lookup,
+    whose error speaks of repo ids); a ``config.json`` that is missing, not JSON or names no
+    ``model_type`` is an error naming that file (transformers says "not a valid JSON file" as an
+    OSError, or guesses the model type from the folder name).
+    """
+    folder = check_local_folder(name, what)
+    if folder is None:
+        return AutoConfig.from_pretrained(name, **kwargs)
+    file = folder / "config.json"
+    if "model_type" not in read_json_object(file):
+        raise CheckpointError(f"{file}: lacks the field 'model_type' (not a saved transformers model)")
+    try:
+        return AutoConfig.from_pretrained(name, **kwargs)
+    except (OSError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{file}: {' '.join(str(err).split())}") from err
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a saved model folder (the shards its index names, or the one file); empty
+    when it only has a ``pytorch_model.bin`` (transformers reads that with ``weights_only=True``)."""
+    index = folder / WEIGHTS_INDEX
+    if index.is_file():
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{index}: expected a non-empty 'weight_map' object")
+        return [folder / name for name in sorted(set(weight_map.values()))]
+    if (folder / WEIGHTS_FILE).is_file() or not (folder / "pytorch_model.bin").is_file():
+        return [folder / WEIGHTS_FILE]  # a missing file is a FileNotFoundError naming it, when read
+    return []
+
+
+def check_weight_shapes(folder: Path, model_cls: Any, config: PretrainedConfig) -> None:
+    """Raise ``CheckpointError`` naming the file when a weights file of ``folder`` is unreadable
+    (truncated, damaged, a pickle renamed) or holds a tensor whose shape ``config`` contradicts.
+
+    Reads the safetensors headers and builds the model on the meta device, so nothing is loaded. Done
+    before ``from_pretrained``, whose errors for these cases do not name the file (a ``SafetensorError``
+    "header too large") or point at a log report ("ignore_mismatched_sizes").
+    """
+    files = _weight_files(folder)
+    if not files:
+        return
+    shapes = {file: read_safetensors_shapes(file) for file in files}
+    with torch.device("meta"):
+        model = model_cls.from_config(config) if hasattr(model_cls, "from_config") else model_cls(config)
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    for file, found in shapes.items():
+        for name, shape in found.items():
+            if name in expected and expected[name] != shape:
+                raise CheckpointError(
+                    f"{file}: tensor {name!r} has shape {shape}, the config says {expected[name]} (is "
+                    "config.json from another checkpoint?)"
+                )
+
+
+def checked_from_pretrained(
+    model_cls: Any,
+    name: str,
+    config: PretrainedConfig,
+    require_all: bool = True,
+    load: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """``model_cls.from_pretrained(name, config=config, **kwargs)`` (or ``load(...)``), whose bad weights
+    are ``ValueError``s naming the file and the problem.
+
+    Checked: unreadable weights files and tensors of the wrong shape (:func:`check_weight_shapes`, for a
+    local folder; from the loading report for a Hub id), and, with ``require_all``, tensors the
+    checkpoint lacks: transformers would initialise those at random with only a log line, and a saved
+    policy or reward model is never meant to lack any. ``ignore_mismatched_sizes=True`` from the caller
+    is respected.
+    """
+    from safetensors import SafetensorError
+
+    folder = Path(name) if Path(name).is_dir() else None
+    if folder is not None:
+        check_weight_shapes(folder, model_cls, config)
+    ignore_sizes = bool(kwargs.pop("ignore_mismatched_sizes", False))
+    load = load or model_cls.from_pretrained
+    try:
+        model, info = load(
+            name, config=config, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
+    except SafetensorError as err:  # a Hub checkpoint (local files were read above)
+        raise CheckpointError(f"{name}: the weights are not a readable safetensors file ({err})") from err
+    where = folder / WEIGHTS_FILE if folder is not None and (folder / WEIGHTS_FILE).is_file() else name
+    if info.get("mismatched_keys") and not ignore_sizes:
+        key, found, wanted = info["mismatched_keys"][0]
+        raise CheckpointError(
+            f"{where}: tensor {key!r} has shape {tuple(found)}, the config says {tuple(wanted)}"
+        )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing and require_all:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CheckpointError(f"{where}: lacks the tensors {missing[:5]}{more}, which the config calls for")
+    return model
 
 
 def load_policy(
@@ -332,12 +444,14 @@ def load_policy(
 
     ``dropout=0.0`` switches every dropout off (T5 policies need that for DPO); None keeps the saved
     rates. ``trust_remote_code`` is False unless passed; other keywords go to ``from_pretrained``.
+    A missing local folder, a damaged ``config.json`` and unreadable, mis-sized or incomplete weights
+    are one-line errors naming the path (:func:`load_model_config`, :func:`checked_from_pretrained`).
     """
     name = str(path_or_hub_id)
     if is_adapter(name):
         return load_adapter_policy(name, dropout=dropout, **from_pretrained_kwargs)
     shared, model_kwargs = _hub_kwargs(from_pretrained_kwargs)
-    config = AutoConfig.from_pretrained(name, **shared)
+    config = load_model_config(name, "policy", **shared)
     family = policy_family(config)
     tokenizer = AutoTokenizer.from_pretrained(name, **shared)
     try:
@@ -347,7 +461,7 @@ def load_policy(
     if Path(name).is_dir():
         _check_vocab_file(Path(name), vocab, family)
     model_cls = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
-    model = model_cls.from_pretrained(name, config=config, **model_kwargs)
+    model = checked_from_pretrained(model_cls, name, config, **model_kwargs)
     declare_untied_output(model)  # so PEFT and tie_weights() leave an untied lm_head alone
     check_embeddings(model, tokenizer, where=name)
     if dropout is not None:
@@ -370,12 +484,18 @@ def load_adapter_policy(
     """A policy from a LoRA adapter folder: its base (``base_model_name_or_path``) with the adapter loaded,
     merged into the weights unless ``merge=False`` (then a ``PeftModel``). The tokenizer is the adapter
     folder's, which must have the base's motion vocabulary."""
-    from peft import PeftConfig, PeftModel
+    from peft import PeftModel
 
     name = str(path)
-    base_name = PeftConfig.from_pretrained(name).base_model_name_or_path
-    if not base_name:
-        raise ValueError(f"{name}/{ADAPTER_CONFIG}: field 'base_model_name_or_path' is empty")
+    folder = check_local_folder(name, "LoRA adapter") or Path(name)
+    config_file = folder / ADAPTER_CONFIG
+    base_name = read_json_object(config_file).get("base_model_name_or_path")
+    if not base_name or not isinstance(base_name, str):
+        raise CheckpointError(f"{config_file}: field 'base_model_name_or_path' is empty")
+    if not Path(base_name).exists() and looks_local(base_name):
+        raise FileNotFoundError(f"{config_file} names the base policy {base_name}, which does not exist")
+    weights = folder / ADAPTER_WEIGHTS
+    read_safetensors_shapes(weights)  # missing, truncated, damaged or a pickle: an error naming the file
     model, tokenizer = load_policy(base_name, dropout=dropout, **from_pretrained_kwargs)
     adapter_tokenizer = AutoTokenizer.from_pretrained(name)
     if len(adapter_tokenizer) != len(tokenizer):
@@ -383,7 +503,13 @@ def load_adapter_policy(
             f"{name}: the adapter's tokenizer has {len(adapter_tokenizer)} tokens but its base {base_name} "
             f"has {len(tokenizer)}"
         )
-    model = PeftModel.from_pretrained(model, name)
+    try:
+        model = PeftModel.from_pretrained(model, name)
+    except RuntimeError as err:  # torch's load_state_dict: "size mismatch for <tensor>: copying a param ..."
+        mismatch = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), None)
+        if mismatch is None:
+            raise
+        raise CheckpointError(f"{weights}: does not fit its base {base_name}: {mismatch}") from err
     return (model.merge_and_unload() if merge else model), adapter_tokenizer
 
 

@@ -43,7 +43,15 @@ from safetensors.torch import save_file
 from torch import nn
 
 from motion_align.rewards.sentence_encoder import MINILM, SentenceEncoder, get_sentence_encoder
-from motion_tokenizer.checkpoint import CheckpointError, check_state_dict, read_weights, write_atomic
+from motion_tokenizer.atomic_files import write_atomic
+from motion_tokenizer.checkpoint import (
+    CheckpointError,
+    check_local_folder,
+    check_state_dict,
+    read_json_object,
+    read_weights,
+    require_size_fields,
+)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -118,13 +126,15 @@ class RetrievalConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> RetrievalConfig:
+        """Read a saved ``config.json``: every error names the file; the size fields must all be there."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
+        data = read_json_object(path)
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as err:
+            config = cls.from_dict(data)
+        except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: not a valid RetrievalConfig ({err})") from err
+        require_size_fields(path, data, cls)
+        return config
 
 
 def unit_score(cos: torch.Tensor) -> torch.Tensor:
@@ -360,10 +370,9 @@ _HUB_KWARGS = ("revision", "cache_dir", "force_download", "local_files_only", "t
 
 
 def _resolve(model_id: str, filename: str, hub_kwargs: dict) -> Path:
-    """A local folder's file, or the file downloaded from the Hub repo ``model_id``."""
-    local = Path(model_id)
-    if local.is_dir():
+    """A local folder's file, or the file downloaded from the Hub repo ``model_id``; a missing
+    local-looking folder is a ``FileNotFoundError`` naming it, not a Hub lookup."""
+    local = check_local_folder(model_id, "retrieval model")
+    if local is not None:
         return local / filename  # the readers name the path when it is missing
-    if local.exists():
-        raise CheckpointError(f"{local}: expected a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
     return Path(hf_hub_download(repo_id=model_id, filename=filename, **hub_kwargs))

@@ -20,8 +20,9 @@ from transformers import LlamaConfig, LlamaModel, PretrainedConfig, PreTrainedMo
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from motion_align.policy.causal_view import EncoderDecoderTrunk, last_positions
-from motion_align.policy.model import policy_family
+from motion_align.policy.model import checked_from_pretrained, policy_family
 from motion_align.policy.vocab import MotionVocab
+from motion_tokenizer.checkpoint import CheckpointError, check_local_folder, read_json_object
 
 _DROP = ("architectures", "transformers_version", "_name_or_path", "model_type", "torch_dtype", "dtype")
 
@@ -85,6 +86,33 @@ class MotionRewardModel(PreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """``PreTrainedModel.from_pretrained``, whose bad inputs are one-line errors naming the path.
+
+        A missing local folder is a ``FileNotFoundError`` (not a Hub lookup); a ``config.json`` that is
+        not JSON or lacks ``family`` / ``backbone``, and weights that are unreadable, mis-sized or
+        incomplete, are ``ValueError``s naming the file (:func:`~motion_align.policy.model.
+        checked_from_pretrained`): transformers would otherwise fill a missing tensor at random.
+        """
+        name = str(pretrained_model_name_or_path)
+        load = super().from_pretrained
+        if args or kwargs.get("output_loading_info"):
+            return load(name, *args, **kwargs)  # the full transformers interface, unchecked
+        folder = check_local_folder(name, "reward model")
+        config = kwargs.pop("config", None)
+        if config is None:
+            if folder is not None:
+                file = folder / "config.json"
+                missing = [key for key in ("family", "backbone") if key not in read_json_object(file)]
+                if missing:
+                    raise CheckpointError(f"{file}: lacks the fields {missing} of a motion reward model")
+            shared = {
+                k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs
+            }
+            config = MotionRewardConfig.from_pretrained(name, **shared)
+        return checked_from_pretrained(cls, name, config, load=load, **kwargs)
 
     @classmethod
     def from_policy(cls, policy: PreTrainedModel, tokenizer: Any, seed: int | None = None) -> Any:

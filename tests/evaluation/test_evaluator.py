@@ -213,7 +213,7 @@ def test_training_learns_and_resumes_exactly(tiny_corpus, tmp_path):
 
     assert [line["step"] for line in lines(resumed)] == [10, 20, 30, 40, 50, 60]
     assert lines(resumed) == lines(straight)
-    with pytest.raises(FileNotFoundError, match="no checkpoint-"):
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint-"):
         train_evaluator(_config(tiny_corpus, tmp_path / "none", resume_from_checkpoint="latest"))
 
 

@@ -210,7 +210,7 @@ def test_resume_ends_where_an_uninterrupted_run_would_have(trained, tiny_corpus,
     assert all(torch.equal(a[name], b[name]) for name in a)
     steps = [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20]  # the lines written after checkpoint-10 are not repeated
-    with pytest.raises(FileNotFoundError, match="no checkpoint-"):
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint-"):
         train_retrieval(tiny_config(tiny_corpus, tmp_path / "none", resume_from_checkpoint="latest"))
 
 
