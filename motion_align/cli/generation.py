@@ -14,6 +14,19 @@ from typing import Any
 
 #: What a generations.jsonl row says of a generated motion (besides its files).
 GENERATION_FIELDS = ("prompt", "sample", "codes", "num_frames", "valid", "problems")
+GENERATIONS_FILE = "generations.jsonl"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1, so that ``--num-samples 0`` is refused as the command is parsed
+    (with the usage line) instead of failing, or doing nothing, after the policy is loaded."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _length_estimator(args: argparse.Namespace) -> None:
@@ -75,18 +88,85 @@ def _write_motion(motion, out: Path, formats: list[str]) -> dict:
     return {**row, "files": [str(f.relative_to(out)) for f in files]}
 
 
+def previous_outputs(out: Path, overwrite: bool = False) -> list[Path]:
+    """What ``generate --out out`` replaces: the files a previous run listed in ``out/generations.jsonl``,
+    then that file; with ``overwrite``, ``out`` itself. Nothing is removed here (see
+    :func:`remove_outputs`), so that a run that fails before writing leaves the old samples.
+
+    A reused folder would otherwise keep old samples beside a new jsonl that does not list them. A
+    folder that exists, is not empty and has no ``generations.jsonl`` was not written by ``generate``:
+    it is refused unless ``overwrite``. Listed paths outside ``out`` are refused, not removed.
+    """
+    if not out.exists() and not out.is_symlink():
+        return []
+    if overwrite:
+        if Path.cwd().resolve().is_relative_to(out.resolve()):
+            raise ValueError(f"{out} holds the current folder: --overwrite will not delete it")
+        return [out]
+    if not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder: pass --overwrite to replace it")
+    jsonl = out / GENERATIONS_FILE
+    if not jsonl.is_file():
+        if any(out.iterdir()):
+            raise FileExistsError(
+                f"{out} exists and was not written by `motion-align generate`: pass --overwrite to replace it"
+            )
+        return []
+    import json
+
+    root, files = out.resolve(), []
+    for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            listed = json.loads(line).get("files", [])
+        except (json.JSONDecodeError, AttributeError):
+            raise ValueError(
+                f"{jsonl} line {number}: not a generations row: pass --overwrite to replace {out}"
+            ) from None
+        for name in listed if isinstance(listed, list) else []:
+            path = (out / str(name)).resolve()
+            if not path.is_relative_to(root) or path == root:
+                raise ValueError(f"{jsonl} line {number}: lists {name!r}, which is outside {out}")
+            files.append(path)
+    return [*files, jsonl]
+
+
+def remove_outputs(out: Path, paths: list[Path]) -> None:
+    """Remove ``paths`` (from :func:`previous_outputs`) and the sample folders they leave empty."""
+    import shutil
+
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    root = out.resolve()
+    for folder in sorted({p.parent for p in paths}, key=lambda p: len(p.parts), reverse=True):
+        while folder.is_relative_to(root) and folder != root:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+            folder = folder.parent
+
+
 def _generate(args: argparse.Namespace) -> None:
     import json
     from dataclasses import replace
 
     from motion_align.policy.generation import (
         SamplingConfig,
+        check_captions,
+        check_prompt_lengths,
         generate_motions,
         load_generator,
         validity_report,
     )
 
+    out = Path(args.out)
+    replaced = previous_outputs(out, args.overwrite)  # refuses a foreign folder before any work
     prompts = _read_prompts(args)
+    check_captions(prompts)
     sampling = SamplingConfig(
         do_sample=not args.greedy,
         temperature=args.temperature,
@@ -101,10 +181,11 @@ def _generate(args: argparse.Namespace) -> None:
         sampling = replace(sampling, max_new_tokens=args.max_new_tokens)
     model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
     frames = _asked_frames(args, prompts, args.num_samples)
+    check_prompt_lengths(model, tokenizer, prompts, frames)
     motions = generate_motions(model, tokenizer, motion_tokenizer, prompts, sampling, args.batch_size, frames)
-    out = Path(args.out)
+    remove_outputs(out, replaced)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "generations.jsonl", "w", encoding="utf-8") as jsonl:
+    with open(out / GENERATIONS_FILE, "w", encoding="utf-8") as jsonl:
         for motion in motions:
             jsonl.write(json.dumps(_write_motion(motion, out, args.formats)) + "\n")
     report = validity_report(motions)
@@ -194,8 +275,15 @@ def add_generation_commands(commands: Any) -> None:
     prompt = generate.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", default=None, help="one caption")
     prompt.add_argument("--prompts-file", default=None, help="one caption per line (# comments skipped)")
-    generate.add_argument("--num-samples", type=int, default=4, help="motions per caption")
-    generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument("--num-samples", type=positive_int, default=4, help="motions per caption")
+    generate.add_argument(
+        "--out", required=True,
+        help="output folder; the outputs of an earlier `generate` there are replaced",
+    )  # fmt: skip
+    generate.add_argument(
+        "--overwrite", action="store_true",
+        help="replace --out even if `motion-align generate` did not write it (deletes the folder)",
+    )  # fmt: skip
     generate.add_argument("--temperature", type=float, default=1.0)
     generate.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
     generate.add_argument("--top-p", type=float, default=1.0)
@@ -215,7 +303,7 @@ def add_generation_commands(commands: Any) -> None:
         help="ask for this many frames (a policy trained with length_prompts)",
     )  # fmt: skip
     _add_length_estimator_args(lengths, generate)
-    generate.add_argument("--batch-size", type=int, default=16, help="captions per generate call")
+    generate.add_argument("--batch-size", type=positive_int, default=16, help="captions per generate call")
     generate.add_argument("--formats", nargs="*", default=["gif", "png"], choices=["gif", "png", "mp4"])
     generate.set_defaults(func=_generate)
 
@@ -228,7 +316,9 @@ def add_generation_commands(commands: Any) -> None:
         "--tokenizer", default=None, help="motion tokenizer folder (default: the one the policy records)"
     )
     validity.add_argument("--split", default="test")
-    validity.add_argument("--num-prompts", type=int, default=200, help="items of the split, one caption each")
+    validity.add_argument(
+        "--num-prompts", type=positive_int, default=200, help="items of the split, one caption each"
+    )
     validity.add_argument("--seed", type=int, default=0, help="draws the prompts and seeds the sampling")
     validity.add_argument("--temperature", type=float, default=1.0)
     validity.add_argument("--top-k", type=int, default=None, help="0 or unset: off")
@@ -240,6 +330,6 @@ def add_generation_commands(commands: Any) -> None:
     )  # fmt: skip
     lengths.add_argument("--frames", type=int, default=None, help="ask every prompt for this many frames")
     _add_length_estimator_args(lengths, validity)
-    validity.add_argument("--batch-size", type=int, default=32, help="captions per generate call")
+    validity.add_argument("--batch-size", type=positive_int, default=32, help="captions per generate call")
     validity.add_argument("--out", default=None, help="also write the report to this JSON file")
     validity.set_defaults(func=_validity)

@@ -44,7 +44,11 @@ from motion_align.policy.model import policy_family, set_dropout
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import MotionReward, build_motion_reward
 from motion_align.rewards.reward_model import MotionRewardModel
-from motion_align.trainers.checkpointing import AtomicCheckpoints
+from motion_align.trainers.checkpointing import (
+    AtomicCheckpoints,
+    checked_checkpoint,
+    newest_complete_checkpoint,
+)
 from motion_align.trainers.recipe import (
     check_input,
     load_motion_tokenizer,
@@ -53,7 +57,6 @@ from motion_align.trainers.recipe import (
     save_policy_folder,
     training_info,
 )
-from motion_align.training.checkpoints import find_checkpoint
 from motion_align.training.loop import write_json
 
 CURVES_FILE = "training_curves.png"
@@ -199,9 +202,10 @@ class MotionPPOTrainer(AtomicCheckpoints, PPOTrainer):
         learning-rate schedule, and runs the updates left. TRL's loop has no resume of its own: its step and
         episode counters restart at 0 in the logs, and prompts are drawn from the start of the seeded order
         again."""
+        if resume_from_checkpoint in (True, "latest"):
+            resume_from_checkpoint = newest_complete_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:
-            which = "latest" if resume_from_checkpoint is True else resume_from_checkpoint
-            folder = find_checkpoint(self.args.output_dir, which)
+            folder = checked_checkpoint(resume_from_checkpoint)
             self.args.num_total_batches -= self._load_checkpoint(folder)
         super().train()
 

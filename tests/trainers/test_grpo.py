@@ -5,6 +5,7 @@ saved adapter loads with ``load_policy``."""
 from __future__ import annotations
 
 import json
+import re
 import runpy
 import sys
 
@@ -152,7 +153,7 @@ def run_recipe(monkeypatch, *flags: str) -> None:
 
 
 def test_recipe_script_checkpoints_resumes_and_explains_missing_inputs(
-    policy_artifacts, tmp_path, monkeypatch
+    policy_artifacts, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "recipe"
     flags = ["--model_name_or_path", str(policy_artifacts["llama"]), "--dataset_name",
@@ -167,5 +168,8 @@ def test_recipe_script_checkpoints_resumes_and_explains_missing_inputs(
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
     assert (out / "checkpoint-2").is_dir() and json.loads((out / GRPO_RUN).read_text())["world_size"] == 1
 
-    with pytest.raises(SystemExit, match=r"grpo\.py: error: policy .*nowhere. not found.*`make demo`"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
         run_recipe(monkeypatch, *flags, "--model_name_or_path", str(tmp_path / "nowhere"))
+    assert stop.value.code == 2
+    assert re.search(r"grpo\.py: error: policy .*nowhere. not found.*`make demo`", capsys.readouterr().err)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -144,7 +145,9 @@ def test_kto_lora_recipe_trains_resumes_and_saves_a_loadable_adapter(inputs, tmp
     assert (after - before).abs().max() > 1e-3
 
 
-def test_t5_policy_is_refused(inputs, tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"T5 .*KTOTrainer is decoder-only.*recipes/dpo_ipo\.py"):
+def test_t5_policy_is_refused(inputs, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as stop:
         run_recipe(monkeypatch, flags_for(inputs, tmp_path / "kto", family="t5"))
+    assert stop.value.code == 2
+    assert re.search(r"T5 .*KTOTrainer is decoder-only.*recipes/dpo_ipo\.py", capsys.readouterr().err)
     assert not (tmp_path / "kto").exists()
