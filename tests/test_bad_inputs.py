@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO
 
@@ -246,6 +247,8 @@ ROWS = [
     Row("cli: stats of a folder without statistics", CLI,
         lambda p: ["stats", "--data", str(p.tmp / "nodata")],
         ("nodata",)),
+    Row("cli: statistics with a NaN", CLI, lambda p: ["stats", "--data", str(nan_statistics(p))],
+        ("Std.npy", "NaN")),
     Row("cli: judged sampling that yields no pair", CLI,
         lambda p: ["pairs", "judged", "--model", str(p.art["t5"]), "--corpus", str(p.art["corpus"]),
                    "--out", str(p.out), "--num-prompts", "2", "--num-samples", "2", "--min-gap", "0.999"],
@@ -257,6 +260,14 @@ def missing_motion_tokenizer(p: Paths) -> Path:
     policy = p.policy_copy("t5", "artifacts")
     (policy / "motion_tokenizer.json").write_text(json.dumps({"path": str(p.tmp / "gone-vq")}))
     return policy
+
+
+def nan_statistics(p: Paths) -> Path:
+    folder = Path(shutil.copytree(p.art["corpus"], p.tmp / "corpus"))
+    std = np.load(folder / "Std.npy")
+    std[5] = np.nan
+    np.save(folder / "Std.npy", std)
+    return folder
 
 
 def truncated_policy(p: Paths) -> Path:

@@ -143,7 +143,12 @@ class Normalizer:
             if a.shape != (FEATURE_DIM,):
                 raise ValueError(f"{path}: expected shape ({FEATURE_DIM},), got {a.shape}")
             arrays.append(a)
-        return cls(arrays[0], arrays[1])
+        try:
+            return cls(arrays[0], arrays[1])
+        except ValueError as exc:  # "std: contains NaN or inf": name the file it came from
+            field, _, problem = str(exc).partition(": ")
+            file = directory / ("Mean.npy" if field == "mean" else "Std.npy")
+            raise ValueError(f"{file}: {problem}") from exc
 
 
 def group_statistics(mean: ArrayLike, std: ArrayLike) -> list[tuple[str, float, float]]:
