@@ -14,8 +14,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -449,3 +451,18 @@ def test_generate_refuses_blank_and_overlong_prompts_before_generating(artifacts
     err = capsys.readouterr().err
     assert re.search(r"prompt 0 has \d+ tokens, more than the policy's limit of 512", err), err
     assert not out.exists()
+
+
+def test_a_synth_really_killed_midway_is_cleaned_by_the_next_run(tmp_path):
+    corpus = tmp_path / "corpus"
+    command = [sys.executable, "-m", "motion_align.cli", "synth", "--out", str(corpus), "--num-clips", "2000",
+               "--workers", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(tmp_path.glob(".corpus.tmp-*/new_joint_vecs/*.npy")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert _temporaries(tmp_path) == [f".corpus.tmp-{process.pid}"] and not corpus.exists()
+    assert main(["synth", "--out", str(corpus), "--num-clips", "2", "--workers", "1"]) == 0
+    assert _temporaries(tmp_path) == [] and (corpus / "all.txt").is_file()
