@@ -11,6 +11,7 @@ motion-align tokenize --tokenizer outputs/demo/tokenizer --data data/corpus --ou
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,12 @@ def _tokenize(args: argparse.Namespace) -> None:
         tokenizer_path=args.tokenizer,
     )
     print(f"wrote {args.out}: " + ", ".join(f"{name} {len(part)}" for name, part in dataset.items()))
+    info = json.loads((Path(args.out) / "tokenization.json").read_text(encoding="utf-8"))
+    for split, counts in info["items"].items():
+        print(
+            f"  {split}: {counts['clips']} clips -> {counts['items']} items; dropped {counts['too_short']} "
+            f"too short and {counts['no_captions']} clips without captions; cropped {counts['cropped']}"
+        )
 
 
 def add_data_commands(commands: Any) -> None:

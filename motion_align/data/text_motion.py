@@ -74,17 +74,19 @@ def iter_items(
     with id ``<clip_id>#<s>-<e>``. Items shorter than ``min_frames`` are skipped; longer items are
     cropped to their first ``max_frames`` frames (the id keeps the uncropped range; ``end`` is
     updated). Cropping to multiples of 4 or random crops are left to the training loader. Counts
-    go into ``stats`` if given: clips, items, too_short, cropped.
+    go into ``stats`` if given: clips, items, too_short (items under ``min_frames``, 1-frame clips
+    included), no_captions (clips without a caption), cropped.
     """
     root = Path(root)
     counts = stats if stats is not None else {}
-    for key in ("clips", "items", "too_short", "cropped"):
+    for key in ("clips", "items", "too_short", "no_captions", "cropped"):
         counts.setdefault(key, 0)
     events = read_events(root)
     for clip_id in read_split(root, split):
         features = read_features(root, clip_id)
         captions = read_captions(root, clip_id)
         counts["clips"] += 1
+        counts["no_captions"] += not captions
         for item in _clip_items(clip_id, features, captions, events.get(clip_id), segments):
             if item.length < min_frames:
                 counts["too_short"] += 1

@@ -61,9 +61,10 @@ def tokenize_folder(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    parts = {}
+    parts, counts = {}, {}
     for split in splits:
-        items = list(iter_items(data_dir, split))
+        counts[split] = {}
+        items = list(iter_items(data_dir, split, stats=counts[split]))
         codes = [
             c.tolist()
             for c in encode_clips(
@@ -89,6 +90,8 @@ def tokenize_folder(
         "codebook_size": motion_tokenizer.config.codebook_size,
         "downsample_factor": motion_tokenizer.config.downsample_factor,
         "splits": {name: len(part) for name, part in parts.items()},
+        # what the HumanML3D loader convention drops or crops, per split (clips, items, too_short, ...)
+        "items": counts,
     }
 
     def write(tmp: Path) -> None:

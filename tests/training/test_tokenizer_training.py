@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from conftest import REPO, tiny_tokenizer_config
 from trl import TrlParser
 
 from motion_align.data.motion_windows import MotionWindows
+from motion_align.data.text_motion import iter_items
 from motion_align.data.tokenized import decode_codes, tokenize_folder
 from motion_align.motion.humanml3d import MotionFormatError
 from motion_align.training.tokenizer_training import TokenizerTrainingConfig, train_tokenizer
@@ -136,3 +138,18 @@ def test_tokenize_folder_gives_codes_that_decode_back(tiny_corpus, tmp_path):
     assert Path(tmp_path / "codes" / "tokenization.json").is_file()
     with pytest.raises(FileExistsError, match="codes exists"):
         tokenize_folder(tokenizer, tiny_corpus, tmp_path / "codes")
+
+
+def test_tokenize_counts_what_the_loader_convention_drops(tiny_corpus, motion_tokenizer_dir, tmp_path):
+    corpus = Path(shutil.copytree(tiny_corpus, tmp_path / "corpus"))
+    first, second = (corpus / "train.txt").read_text().split()[:2]
+    np.save(corpus / "new_joint_vecs" / f"{first}.npy", np.zeros((1, 263), np.float32))  # a 1-frame clip
+    (corpus / "texts" / f"{second}.txt").write_text("")  # a clip without captions
+    tokenize_folder(
+        MotionVQVAE.from_pretrained(motion_tokenizer_dir), corpus, tmp_path / "codes", splits=("train",)
+    )
+    counts = json.loads((tmp_path / "codes" / "tokenization.json").read_text())["items"]["train"]
+    clean = {}
+    list(iter_items(tiny_corpus, "train", stats=clean))
+    assert counts["clips"] == clean["clips"] and counts["no_captions"] == clean["no_captions"] + 1
+    assert counts["too_short"] >= clean["too_short"] + 1 and counts["items"] < clean["items"]
