@@ -199,7 +199,8 @@ def test_items_segments_and_cropping(written: tuple[Path, list[Clip]]) -> None:
     stats: dict[str, int] = {}
     items = {item.id: item for item in iter_items(root, "train_val", stats=stats)}
     assert list(items) == ["000001", "000002", "000002#20-90"]
-    assert stats == {"clips": 3, "items": 3, "too_short": 2, "cropped": 1}  # M000001 (30), 000002#100-120
+    # too short: M000001 (30), 000002#100-120
+    assert stats == {"clips": 3, "items": 3, "too_short": 2, "no_captions": 0, "cropped": 1}
     whole = items["000002"]
     assert whole.length == 196 and (whole.start, whole.end) == (0, 196)
     assert np.array_equal(whole.features, clips[1].features[:196])
