@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .atomic_files import write_atomic
-from .configuration import VQVAEConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -39,16 +38,34 @@ class CheckpointError(ValueError):
 # ------------------------------------------------------------------------------------------ reading
 
 
-def read_config(path: str | Path) -> VQVAEConfig:
-    """The `VQVAEConfig` of a `config.json`; every error names the file."""
-    path = Path(path)
-    data = read_json_object(path)
-    try:
-        config = VQVAEConfig.from_dict(data)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: {err}") from err
-    require_size_fields(path, data, VQVAEConfig)
-    return config
+class JsonConfig:
+    """The ``config.json`` side of a dataclass config (the VQ-VAE's, the evaluator's, the retrieval
+    model's): ``to_dict``, a strict ``from_dict`` (an unknown key is an error: a typo must not fall back to
+    a default) and ``from_json_file``, whose every error names the file and which requires the size fields
+    (:func:`require_size_fields`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"a {cls.__name__} must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> Any:
+        path = Path(path)
+        data = read_json_object(path)
+        try:
+            config = cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: {err}") from err
+        require_size_fields(path, data, cls)
+        return config
 
 
 def read_json_object(path: str | Path) -> dict[str, Any]:
@@ -189,7 +206,7 @@ def check_local_folder(name: str | os.PathLike[str], what: str) -> Path | None:
     return None
 
 
-def save_checkpoint(directory: Path, config: VQVAEConfig, state: dict[str, torch.Tensor]) -> None:
+def save_checkpoint(directory: Path, config: Any, state: dict[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     text = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"

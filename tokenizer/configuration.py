@@ -10,17 +10,17 @@ reconstruction plus a joint-position term of weight 0.5.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .checkpoint import JsonConfig
 
 ACTIVATIONS = ("relu", "gelu", "silu")
 
 
 @dataclass
-class VQVAEConfig:
+class VQVAEConfig(JsonConfig):
     """Sizes and loss weights of `MotionVQVAE`; every field documents itself in `metadata["help"]`."""
 
     nfeats: int = field(default=263, metadata={"help": "Feature dimension per frame (263 for HumanML3D)."})
@@ -92,32 +92,3 @@ class VQVAEConfig:
         if name not in presets:
             raise ValueError(f"unknown VQVAEConfig preset {name!r}; choose from {sorted(presets)}")
         return replace(cls(), **{**presets[name], **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VQVAEConfig:
-        """Strict: unknown keys are an error (a typo must not silently fall back to a default)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"a VQVAEConfig must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VQVAEConfig keys {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> VQVAEConfig:
-        """Read a `config.json`; every error names the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from err

@@ -36,7 +36,6 @@ from .checkpoint import (
     WEIGHTS_NAME,
     check_local_folder,
     check_state_dict,
-    read_config,
     read_weights,
     save_checkpoint,
 )
@@ -308,7 +307,7 @@ class MotionVQVAE(
     def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", **hub_kwargs) -> MotionVQVAE:
         config_path = _resolve(model_id, CONFIG_NAME, hub_kwargs)
         weights_path = _resolve(model_id, WEIGHTS_NAME, hub_kwargs)
-        config = read_config(config_path)
+        config = VQVAEConfig.from_json_file(config_path)
         model = cls(config)
         state = read_weights(weights_path)
         expected = model.state_dict()

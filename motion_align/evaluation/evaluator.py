@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,10 @@ from motion_align.evaluation.text_features import POS_CLASSES, WORD_DIM, WordVec
 from motion_tokenizer.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    CheckpointError,
+    JsonConfig,
     check_local_folder,
     check_state_dict,
-    read_json_object,
     read_weights,
-    require_size_fields,
     save_checkpoint,
 )
 
@@ -53,7 +51,7 @@ UNIT_LENGTH = 4
 
 
 @dataclass
-class EvaluatorConfig:
+class EvaluatorConfig(JsonConfig):
     """Sizes of `MotionTextEvaluator`; defaults are T2M's evaluator except the 50-d word vectors."""
 
     nfeats: int = field(default=263, metadata={"help": "Feature dimension per frame (263 for HumanML3D)."})
@@ -93,31 +91,6 @@ class EvaluatorConfig:
         if name not in presets:
             raise ValueError(f"unknown EvaluatorConfig preset {name!r}; choose from {sorted(presets)}")
         return replace(cls(), **{**presets[name], **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvaluatorConfig:
-        """Strict: unknown keys are an error."""
-        if not isinstance(data, dict):
-            raise ValueError(f"an EvaluatorConfig must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown EvaluatorConfig keys {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> EvaluatorConfig:
-        """Read a saved `config.json`: every error names the file; the size fields must all be there."""
-        path = Path(path)
-        data = read_json_object(path)
-        try:
-            config = cls.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: {err}") from err
-        require_size_fields(path, data, cls)
-        return config
 
 
 def contrastive_loss(

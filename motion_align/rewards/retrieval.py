@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,10 @@ from torch import nn
 from motion_align.rewards.sentence_encoder import MINILM, SentenceEncoder, get_sentence_encoder
 from motion_tokenizer.atomic_files import write_atomic
 from motion_tokenizer.checkpoint import (
-    CheckpointError,
+    JsonConfig,
     check_local_folder,
     check_state_dict,
-    read_json_object,
     read_weights,
-    require_size_fields,
 )
 
 CONFIG_NAME = "config.json"
@@ -60,7 +58,7 @@ TEXT_CACHE_SIZE = 100_000
 
 
 @dataclass
-class RetrievalConfig:
+class RetrievalConfig(JsonConfig):
     """Sizes of `TextMotionRetrieval`; defaults are TMR's motion encoder (the ``base`` preset)."""
 
     nfeats: int = field(default=263, metadata={"help": "Feature dimension per frame (263 for HumanML3D)."})
@@ -110,31 +108,6 @@ class RetrievalConfig:
         if name not in presets:
             raise ValueError(f"unknown RetrievalConfig preset {name!r}; choose from {sorted(presets)}")
         return replace(cls(), **{**presets[name], **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetrievalConfig:
-        """Strict: unknown keys are an error (a typo must not silently fall back to a default)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"a RetrievalConfig must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown RetrievalConfig keys {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> RetrievalConfig:
-        """Read a saved ``config.json``: every error names the file; the size fields must all be there."""
-        path = Path(path)
-        data = read_json_object(path)
-        try:
-            config = cls.from_dict(data)
-        except (ValueError, TypeError) as err:
-            raise CheckpointError(f"{path}: not a valid RetrievalConfig ({err})") from err
-        require_size_fields(path, data, cls)
-        return config
 
 
 def unit_score(cos: torch.Tensor) -> torch.Tensor:

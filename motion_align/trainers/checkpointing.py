@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -23,9 +22,10 @@ from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from motion_align.training.checkpoints import newest_complete
+
 logger = logging.getLogger(__name__)
 STAGING_DIR = ".saving"
-CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
 
 
@@ -112,29 +112,10 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
-def checkpoint_folders(output_dir: str | Path) -> list[Path]:
-    """The ``checkpoint-N`` folders of ``output_dir``, newest (largest N) first."""
-    root = Path(output_dir)
-    found = (
-        [p for p in root.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name)] if root.is_dir() else []
-    )
-    return sorted(found, key=lambda p: int(CHECKPOINT_NAME.match(p.name).group(1)), reverse=True)
-
-
 def newest_complete_checkpoint(output_dir: str | Path) -> Path:
     """The newest complete checkpoint of ``output_dir``; a damaged newer one is skipped with a warning that
     names it and what is wrong. FileNotFoundError when there is none."""
-    skipped = []
-    for folder in checkpoint_folders(output_dir):
-        problem = checkpoint_problem(folder)
-        if problem is None:
-            return folder
-        logger.warning("skipping the damaged checkpoint %s: %s", folder, problem)
-        skipped.append(f"{folder.name} ({problem})")
-    detail = f"; damaged: {', '.join(skipped)}" if skipped else ""
-    raise FileNotFoundError(
-        f"{output_dir}: no complete {PREFIX_CHECKPOINT_DIR}-N folder to resume from{detail}"
-    )
+    return newest_complete(output_dir, checkpoint_problem)
 
 
 def checked_checkpoint(folder: str | Path) -> Path:

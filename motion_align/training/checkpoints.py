@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -81,14 +82,22 @@ def find_checkpoint(output_dir: str | Path, which: str) -> Path:
         if problem is not None:
             raise FileNotFoundError(f"{path}: not a complete training checkpoint ({problem})")
         return path
+    return newest_complete(output_dir, checkpoint_problem)
+
+
+def newest_complete(output_dir: str | Path, problem: Callable[[Path], str | None]) -> Path:
+    """The newest ``checkpoint-N`` of ``output_dir`` for which ``problem`` finds nothing wrong; each damaged
+    newer one is skipped with a warning that names it and what is wrong. FileNotFoundError when none is
+    complete. Shared by the hand-written loops and the trainers (:mod:`motion_align.trainers.checkpointing`),
+    whose checkpoints hold different files."""
     numbered = [p for p in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*") if p.name.split("-")[-1].isdigit()]
     skipped = []
     for path in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
-        problem = checkpoint_problem(path)
-        if problem is None:
+        found = problem(path)
+        if found is None:
             return path
-        logger.warning("skipping the damaged checkpoint %s: %s", path, problem)
-        skipped.append(f"{path.name} ({problem})")
+        logger.warning("skipping the damaged checkpoint %s: %s", path, found)
+        skipped.append(f"{path.name} ({found})")
     damaged = f"; damaged: {', '.join(skipped)}" if skipped else ""
     raise FileNotFoundError(f"{output_dir}: no complete {CHECKPOINT_PREFIX}* folder to resume from{damaged}")
 
