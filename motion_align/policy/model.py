@@ -378,11 +378,16 @@ def check_weight_shapes(folder: Path, model_cls: Any, config: PretrainedConfig) 
     before ``from_pretrained``, whose errors for these cases do not name the file (a ``SafetensorError``
     "header too large") or point at a log report ("ignore_mismatched_sizes").
     """
+    from accelerate import init_empty_weights
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
     files = _weight_files(folder)
     if not files:
         return
     shapes = {file: read_safetensors_shapes(file) for file in files}
-    with torch.device("meta"):
+    if is_deepspeed_zero3_enabled():  # ZeRO-3 partitions any model built now: from_pretrained's report checks
+        return
+    with init_empty_weights():  # parameters on the meta device, buffers (rotary frequencies) computed
         model = model_cls.from_config(config) if hasattr(model_cls, "from_config") else model_cls(config)
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     for file, found in shapes.items():
