@@ -17,6 +17,7 @@ FORBIDDEN = {
     "data": {"cli", "demo", "experiments", "hub", "trainers"},
     "training": {"cli", "demo", "experiments", "hub", "trainers"},
     "trainers": {"cli", "demo", "experiments"},
+    "interop": {"cli", "demo", "experiments", "hub", "trainers"},
 }  # fmt: skip
 #: Modules of rewards/ that train a reward model; the evaluation never depends on them.
 REWARD_TRAINING = {"motion_align.rewards.retrieval_training", "motion_align.rewards.retrieval_data",

@@ -5,6 +5,7 @@
 - :mod:`~motion_align.cli.evaluation`: evaluate
 - :mod:`~motion_align.cli.pairs`: pairs (judged, labels)
 - :mod:`~motion_align.cli.push`: push
+- :mod:`~motion_align.cli.interop`: import (MotionGPT, T2M-GPT)
 - :mod:`~motion_align.cli.demo`: demo
 
 Handlers import what they need when they run, so ``motion-align --help`` starts without torch.
@@ -20,6 +21,7 @@ from motion_align.cli.data import add_data_commands
 from motion_align.cli.demo import add_demo_commands
 from motion_align.cli.evaluation import add_evaluation_commands
 from motion_align.cli.generation import add_generation_commands
+from motion_align.cli.interop import add_import_command
 from motion_align.cli.pairs import add_pairs_command
 from motion_align.cli.push import add_push_command
 from motion_align.entry_points import DEBUG_FLAG, EXIT_BAD_INPUT, guarded, take_debug_flag
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(commands)
     add_pairs_command(commands)
     add_push_command(commands)
+    add_import_command(commands)
     return parser
 
 

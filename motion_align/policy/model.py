@@ -168,7 +168,7 @@ def _special_ids(tokenizer: Any, family: str) -> dict[str, int | None]:
     return ids
 
 
-def _set_special_ids(model: PreTrainedModel, tokenizer: Any, family: str) -> None:
+def set_special_ids(model: PreTrainedModel, tokenizer: Any, family: str) -> None:
     """Write the tokenizer's special ids into the model config and its generation config."""
     for name, value in _special_ids(tokenizer, family).items():
         setattr(model.config, name, value)
@@ -297,7 +297,7 @@ def _from_pretrained(
         model.resize_token_embeddings(
             len(tokenizer), pad_to_multiple_of=PAD_TO_MULTIPLE_OF, mean_resizing=True
         )
-    _set_special_ids(model, tokenizer, family)
+    set_special_ids(model, tokenizer, family)
     return model, tokenizer
 
 
