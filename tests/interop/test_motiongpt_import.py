@@ -34,7 +34,11 @@ from motion_align.policy.text_tokenizer import train_text_tokenizer
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer import MotionVQVAE
 
-NFEATS, WIDTH, CODES, DEPTH, DOWN_T, GROWTH = 263, 16, 32, 3, 2, 3
+NFEATS, WIDTH, CODES, DEPTH, DOWN_T, GROWTH = 263, 16, 512, 3, 2, 3  # MotionGPT's 512 codes
+#: The published recipe's GPU settings swapped for a CPU, and 2 steps.
+CPU_FLAGS = ["--bf16", "false", "--optim", "adamw_torch", "--max_steps", "2",
+             "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4", "--warmup_steps", "0",
+             "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true"]  # fmt: skip
 CAPTIONS = [
     "a person walks forward",
     "a man jumps twice",
@@ -254,3 +258,68 @@ def test_a_pickled_class_loads_only_with_the_explicit_opt_in(upstream, tmp_path)
     checkpoint = save_variant(upstream, tmp_path / "lightning.tar", add_hyper_parameters)
     assert run_import(upstream, tmp_path / "out", "--trust-checkpoint", checkpoint=checkpoint) == 0
     assert (tmp_path / "out" / "policy" / "model.safetensors").is_file()
+
+
+def write_instructmotion_labels(root: Path, pairs: int = 12, seed: int = 0) -> Path:
+    """InstructMotion's ``preference_data`` layout (``src/utils/motiongpt_utils.py`` reads it): one labels
+    jsonl, and each sample's codes as ``tokens/<id>_<k>_token.npy`` (1, N) beside its ``features`` path."""
+    rng = np.random.default_rng(seed)
+    data = root / "preference_data"
+    (data / "tokens").mkdir(parents=True)
+    degrees = ["Much better", "Better", "Slightly better", "Negligibly better/unsure"]
+    with open(data / "preference_labels.jsonl", "w") as labels:
+        for i in range(pairs):
+            record = {"id": i, "prompt": CAPTIONS[i % len(CAPTIONS)],
+                      "chosen": [{"choice": f"sample_{1 + i % 2}", "degree of preference": degrees[i % 4],
+                                  "user": "tester"}]}  # fmt: skip
+            for k in (1, 2):
+                record[f"sample_{k}"] = {"features": f"features/{i}_{k}.npy", "seed": int(rng.integers(1000))}
+                codes = rng.integers(0, CODES, size=(1, int(rng.integers(10, 20))))
+                np.save(data / "tokens" / f"{i}_{k}_token.npy", codes)
+            labels.write(json.dumps(record) + "\n")
+    return data
+
+
+def test_motiongpt_on_instructmotion_labels_end_to_end_with_the_published_recipe(
+    upstream, tmp_path, monkeypatch, capsys
+):
+    import runpy
+    import sys
+
+    from conftest import REPO, lora_moved
+
+    from motion_align.data.preferences import load_preferences
+    from motion_align.motion.features import joints_from_features
+    from motion_align.motion.render import render_side_by_side
+
+    imported = tmp_path / "motiongpt"
+    assert run_import(upstream, imported) == 0
+    data = write_instructmotion_labels(tmp_path)
+    prefs = imported / "preferences"
+    argv = ["pairs", "labels", "--labels", str(data / "preference_labels.jsonl"), "--tokens", str(data),
+            "--codebook-size", str(CODES), "--out", str(prefs)]  # fmt: skip
+    assert main(argv) == 0
+    pairs = load_preferences(prefs, codebook_size=CODES)
+    assert len(pairs) == 12 and set(pairs["source"]) == {"instructmotion"}
+    # the pairs' motions decode through the imported tokenizer and render side by side
+    tokenizer, vocab = MotionVQVAE.from_pretrained(imported / "tokenizer").eval(), MotionVocab(CODES)
+    motions = []
+    for side in ("chosen", "rejected"):
+        codes = torch.tensor([vocab.decode(pairs[0][side]).codes])
+        with torch.no_grad():
+            features = tokenizer.decode(codes)[0].numpy()
+        motions.append(joints_from_features(features))
+        assert features.shape == (4 * codes.shape[1], NFEATS) and np.isfinite(features).all()
+    rendered = render_side_by_side(motions, tmp_path / "pair0", caption=pairs[0]["prompt"],
+                                   labels=("chosen", "rejected"), formats=("png",))  # fmt: skip
+    assert all(path.is_file() for path in rendered)
+    # the published recipe, 2 steps on the CPU
+    out = tmp_path / "aligned"
+    flags = ["--config", str(REPO / "recipes/motiongpt/config_ipo_lora.yaml"),
+             "--model_name_or_path", str(imported / "policy"), "--dataset_name", str(prefs),
+             "--output_dir", str(out), *CPU_FLAGS]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["recipes/dpo_ipo.py", *flags])
+    runpy.run_path(str(REPO / "recipes/dpo_ipo.py"), run_name="__main__")
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["method"] == "IPO-LoRA" and info["hyperparameters"]["learning_rate"] == 1e-3
+    assert lora_moved(out) and load_policy(out)[0].config.is_encoder_decoder
