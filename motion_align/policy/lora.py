@@ -140,20 +140,23 @@ def get_peft_config(
     lora_alpha: int = LORA_ALPHA,
     lora_dropout: float = LORA_DROPOUT,
     target_modules: list[str] | None = None,
+    motion_tokens: bool = True,
     **kwargs: Any,
 ) -> LoraConfig:
     """LoRA config for a motion-token policy: the published r/alpha/dropout, motion rows trainable.
 
     ``task_type`` is SEQ_2_SEQ_LM for encoder-decoders (T5) and CAUSAL_LM otherwise (LLaMA);
     ``target_modules`` defaults per family (:func:`default_target_modules`). The motion-token rows of
-    the input embedding and of the output layer become trainable as the module docstring describes.
+    the input embedding and of the output layer become trainable as the module docstring describes, unless
+    ``motion_tokens`` is False (a policy whose motion embeddings are already trained, as MotionGPT's, aligned
+    in InstructMotion's setting: PEFT's default LoRA, attention q and v only, nothing else trainable).
     ``kwargs`` go to :class:`peft.LoraConfig` (e.g. ``bias``, ``use_rslora``); extra
     ``modules_to_save`` are kept. Raises ValueError when the tokenizer has no motion vocabulary or the
     model's embedding was not resized to hold it. Side effect: :func:`declare_untied_output` on ``model``.
     """
     ids = motion_token_ids(tokenizer)
     declare_untied_output(model)
-    indices, save = _token_layers(model, ids)
+    indices, save = _token_layers(model, ids) if motion_tokens else ({}, [])
     for name in kwargs.pop("modules_to_save", None) or []:
         if name not in save:
             save.append(name)
@@ -164,7 +167,7 @@ def get_peft_config(
         lora_dropout=lora_dropout,
         target_modules=list(target_modules) if target_modules else default_target_modules(model),
         task_type=TaskType.SEQ_2_SEQ_LM if is_seq2seq else TaskType.CAUSAL_LM,
-        trainable_token_indices=indices,
+        trainable_token_indices=indices or None,
         modules_to_save=save or None,
         **kwargs,
     )

@@ -77,6 +77,13 @@ class AdapterFields(CpuDefaults):
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules LoRA adapts (default: attention and MLP of the family)."}
+    )
+    lora_motion_tokens: bool = field(
+        default=True,
+        metadata={"help": "Also train the motion-token rows of the embedding and output layers."},
+    )
     motion_tokenizer: str | None = field(
         default=None, metadata={"help": "VQ-VAE (default: the one the policy folder records)."}
     )

@@ -86,7 +86,11 @@ def get_policy(config: Any) -> tuple[Any, Any, Any]:
     model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0, **kwargs)
     peft_config = None
     if config.use_peft:
-        peft_config = get_peft_config(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout)
+        peft_config = get_peft_config(
+            model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout,
+            target_modules=getattr(config, "lora_target_modules", None),
+            motion_tokens=getattr(config, "lora_motion_tokens", True),
+        )  # fmt: skip
     return model, tokenizer, peft_config
 
 

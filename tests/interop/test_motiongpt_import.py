@@ -323,3 +323,5 @@ def test_motiongpt_on_instructmotion_labels_end_to_end_with_the_published_recipe
     info = json.loads((out / "training_info.json").read_text())
     assert info["method"] == "IPO-LoRA" and info["hyperparameters"]["learning_rate"] == 1e-3
     assert lora_moved(out) and load_policy(out)[0].config.is_encoder_decoder
+    adapter = json.loads((out / "adapter_config.json").read_text())  # InstructMotion's LoRA: q and v only
+    assert sorted(adapter["target_modules"]) == ["q", "v"] and not adapter.get("trainable_token_indices")
