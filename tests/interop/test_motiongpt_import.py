@@ -325,3 +325,49 @@ def test_motiongpt_on_instructmotion_labels_end_to_end_with_the_published_recipe
     assert lora_moved(out) and load_policy(out)[0].config.is_encoder_decoder
     adapter = json.loads((out / "adapter_config.json").read_text())  # InstructMotion's LoRA: q and v only
     assert sorted(adapter["target_modules"]) == ["q", "v"] and not adapter.get("trainable_token_indices")
+
+
+def test_every_command_of_docs_motiongpt_runs_as_written(upstream, tmp_path, hub):
+    """docs/motiongpt.md's ``bash`` blocks after the first (which sets the variables), run in order by bash,
+    with the variables pointing at stand-ins: the tiny checkpoint, a 48-clip corpus as HumanML3D, an untrained
+    tiny evaluator, InstructMotion-format labels, the CPU flags, and the Hub stand-in."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from hub_stand_in import FAKE_TOKEN
+
+    from motion_align.data.corpus import CorpusConfig, build_corpus
+    from motion_align.evaluation.evaluator import EvaluatorConfig, MotionTextEvaluator
+
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "docs/motiongpt.md").read_text(), re.S)
+    assert blocks[0].startswith("export CKPT") and len(blocks) >= 7
+    humanml3d = tmp_path / "humanml3d"
+    build_corpus(humanml3d, CorpusConfig(num_clips=48, seed=3, workers=1), progress=False)
+    evaluator = MotionTextEvaluator(EvaluatorConfig.preset("tiny"))
+    evaluator.set_normalization_(np.load(humanml3d / "Mean.npy"), np.load(humanml3d / "Std.npy"))
+    evaluator.save_pretrained(tmp_path / "evaluator")
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("recipes", "accelerate_configs"):
+        (work / name).symlink_to(REPO / name)
+    env = {**os.environ, "CKPT": str(upstream["root"] / "motiongpt.tar"), "BASE": str(upstream["base"]),
+           "HUMANML3D": str(humanml3d), "PREFS": str(write_instructmotion_labels(tmp_path)),
+           "EVALUATOR": str(tmp_path / "evaluator"), "TRAIN_FLAGS": " ".join(CPU_FLAGS),
+           "EVAL_FLAGS": "--split all --num-prompts 32 --repeats 2 --mm-prompts 2 --mm-samples 4 --no-judge",
+           "HUB_REPO": "user/motiongpt-ipo-lora", "HF_HOME": str(tmp_path / "hf_home"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
+           "ACCELERATE_USE_CPU": "true"}  # fmt: skip
+    env.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=FAKE_TOKEN, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0")
+    script = "set -euo pipefail\n" + "\n".join(blocks[1:])
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    outputs = work / "outputs"
+    rows = json.loads((outputs / "motiongpt/eval-aligned/metrics.json").read_text())["rows"]
+    assert {"motiongpt", "ipo-lora"} <= set(rows)
+    assert (hub.repo_path("user/motiongpt-ipo-lora") / "adapter_model.safetensors").is_file()
+    assert proc.stdout.strip().splitlines()[-1].startswith("T5ForConditionalGeneration")
