@@ -15,6 +15,7 @@ checkpoint-* folders and trainer_state.json next to it, and sft_run.json (world 
 import logging
 
 from motion_align.data.sft import load_sft_dataset
+from motion_align.policy.prompts import template_of
 from motion_align.trainers import recipe
 from motion_align.trainers.sft_config import MotionSFTConfig
 from motion_align.trainers.sft_trainer import get_sft_policy, get_sft_trainer, save_sft_policy
@@ -31,7 +32,8 @@ def main() -> None:
     logger.info("%s policy: %.2fM parameters", config.family, model.num_parameters() / 1e6)
 
     # Data
-    dataset = load_sft_dataset(config.data_dir, config.codebook_size, config.length_prompts)
+    template = template_of(tokenizer)  # the policy's prompt template
+    dataset = load_sft_dataset(config.data_dir, config.codebook_size, config.length_prompts, template)
     eval_dataset = dataset["val"] if config.eval_strategy != "no" else None
 
     # Training

@@ -17,6 +17,7 @@ import logging
 
 import torch
 
+from motion_align.policy.prompts import template_of
 from motion_align.policy.vocab import MotionVocab
 from motion_align.trainers import recipe
 from motion_align.trainers.sopo_config import METHODS, MotionSoPoConfig
@@ -36,7 +37,8 @@ def main() -> None:
     reward_model, motion_tokenizer = load_reward_model(config), recipe.load_motion_tokenizer(config)
 
     # Data: prompts and their real motions
-    data = get_real_motion_datasets(config, MotionVocab.from_tokenizer(tokenizer).codebook_size)
+    codebook_size = MotionVocab.from_tokenizer(tokenizer).codebook_size
+    data = get_real_motion_datasets(config, codebook_size, template_of(tokenizer))
     logger.info(
         "%d training prompts, %s eval prompts", len(data["train"]), data["eval"] and len(data["eval"])
     )

@@ -405,15 +405,17 @@ def split_preferences(
     return datasets.DatasetDict({"train": parts["train"], "eval": parts["test"]})
 
 
-def to_trainer_rows(ds: datasets.Dataset) -> datasets.Dataset:
-    """Rows for the DPO trainer: ``format_prompt(caption)``, chosen, rejected and degree; nothing else."""
+def to_trainer_rows(ds: datasets.Dataset, template: Any = None) -> datasets.Dataset:
+    """Rows for the DPO trainer: the caption's prompt in ``template`` (a
+    :class:`~motion_align.policy.prompts.PromptTemplate`, the default one when None), chosen, rejected and
+    degree; nothing else."""
     from motion_align.policy.model import format_prompt  # imports transformers: only when needed
 
     missing = [name for name in ("prompt", "chosen", "rejected", "degree") if name not in ds.column_names]
     if missing:
         raise ValueError(f"not a preference dataset: missing column(s) {missing} (see validate_preferences)")
     columns = {
-        "prompt": [format_prompt(caption) for caption in ds["prompt"]],
+        "prompt": [format_prompt(caption, template=template) for caption in ds["prompt"]],
         "chosen": list(ds["chosen"]),
         "rejected": list(ds["rejected"]),
         "degree": list(ds["degree"]),

@@ -41,7 +41,7 @@ def read_codebook_size(data_dir: str | os.PathLike[str]) -> int:
 
 
 def sft_rows(
-    batch: dict[str, list[Any]], vocab: MotionVocab, length_prompts: bool = False
+    batch: dict[str, list[Any]], vocab: MotionVocab, length_prompts: bool = False, template: Any = None
 ) -> dict[str, list[str]]:
     """A batch of tokenized items -> a batch of prompt-completion rows, one per caption; with
     ``length_prompts`` each prompt names the duration its motion decodes to."""
@@ -51,19 +51,21 @@ def sft_rows(
         motion = vocab.codes_to_string(codes)
         frames = len(codes) * FRAMES_PER_CODE if length_prompts else None
         for caption in captions:
-            prompts.append(format_prompt(caption, frames))
+            prompts.append(format_prompt(caption, frames, template))
             completions.append(motion)
     return {"prompt": prompts, "completion": completions}
 
 
-def real_motion_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[str, list[Any]]:
+def real_motion_rows(
+    batch: dict[str, list[Any]], vocab: MotionVocab, template: Any = None
+) -> dict[str, list[Any]]:
     """A batch of tokenized items -> SoPo's rows, one per caption: the formatted ``prompt``, the real motion
     as ``chosen`` (motion string), the ``caption`` (for the reward) and the item's ``codes``."""
     out: dict[str, list[Any]] = {"prompt": [], "chosen": [], "caption": [], "codes": []}
     for captions, codes in zip(batch["captions"], batch["codes"], strict=True):
         motion = vocab.codes_to_string(codes)
         for caption in captions:
-            out["prompt"].append(format_prompt(caption))
+            out["prompt"].append(format_prompt(caption, template=template))
             out["chosen"].append(motion)
             out["caption"].append(caption)
             out["codes"].append(list(codes))
@@ -71,9 +73,11 @@ def real_motion_rows(batch: dict[str, list[Any]], vocab: MotionVocab) -> dict[st
 
 
 def get_sft_dataset(
-    tokenized: Any, codebook_size: int, num_proc: int | None = None, length_prompts: bool = False
-) -> Any:
-    """A Dataset or DatasetDict of ``{"prompt", "completion"}`` rows from a tokenized one (same splits)."""
+    tokenized: Any, codebook_size: int, num_proc: int | None = None, length_prompts: bool = False,
+    template: Any = None,
+) -> Any:  # fmt: skip
+    """A Dataset or DatasetDict of ``{"prompt", "completion"}`` rows from a tokenized one (same splits), the
+    prompts in ``template`` (a :class:`~motion_align.policy.prompts.PromptTemplate`; default when None)."""
     vocab = MotionVocab(codebook_size)
     columns = tokenized.column_names
     if isinstance(columns, dict):  # DatasetDict: the columns of any split
@@ -81,17 +85,20 @@ def get_sft_dataset(
     return tokenized.map(
         sft_rows,
         batched=True,
-        fn_kwargs={"vocab": vocab, "length_prompts": length_prompts},
+        fn_kwargs={"vocab": vocab, "length_prompts": length_prompts, "template": template},
         remove_columns=columns,
         num_proc=num_proc,
     )
 
 
 def load_sft_dataset(
-    data_dir: str | os.PathLike[str], codebook_size: int | None = None, length_prompts: bool = False
-) -> Any:
-    """Load the tokenized DatasetDict at ``data_dir`` and turn every split into SFT rows."""
+    data_dir: str | os.PathLike[str], codebook_size: int | None = None, length_prompts: bool = False,
+    template: Any = None,
+) -> Any:  # fmt: skip
+    """Load the tokenized DatasetDict at ``data_dir`` and turn every split into SFT rows (prompts in
+    ``template``, the policy's)."""
     import datasets
 
     size = read_codebook_size(data_dir) if codebook_size is None else codebook_size
-    return get_sft_dataset(datasets.load_from_disk(str(data_dir)), size, length_prompts=length_prompts)
+    tokenized = datasets.load_from_disk(str(data_dir))
+    return get_sft_dataset(tokenized, size, length_prompts=length_prompts, template=template)

@@ -7,8 +7,10 @@ Layouts, read from their public code (OpenMotionLab/MotionGPT, Mael-zys/T2M-GPT)
   names). Its vocabulary is the base tokenizer (``AutoTokenizer(base, legacy=True)``) with ``<motion_id_0>``
   ... ``<motion_id_{K+2}>`` added as normal tokens in that order (K codes, then start, end, mask), the
   embeddings resized to the tokenizer's length: exactly :class:`~motion_align.policy.vocab.MotionVocab`'s
-  convention, so a code sequence means the same thing in both. Its text-to-motion prompt at test time is
-  ``"Generate motion: <Caption_Placeholder>"`` (``mGPT/archs/mgpt_lm.py``), our ``PROMPT_TEMPLATE``.
+  convention, so a code sequence means the same thing in both. Its prompts (``mGPT/archs/mgpt_lm.py``:
+  ``"Generate motion: <Caption_Placeholder>"``, with a length ``"Generate motion with <Frame_Placeholder>
+  frames: ..."``, captions as they are) are recorded with the imported tokenizer
+  (:data:`motion_align.policy.prompts.MOTIONGPT`).
 - T2M-GPT (``net_last.pth``): key ``net``, prefix ``vqvae.``.
 - The VQ-VAE of both (T2M-GPT's ``models/encdec.py``, ``models/resnet.py``, ``models/quantize_cnn.py``;
   MotionGPT's ``configs/vq/default.yaml``: 263 features, width 512, depth 3, dilation growth 3, ``down_t``
@@ -31,6 +33,7 @@ from motion_align.interop.checkpoint_files import fill_state, load_torch_checkpo
 from motion_align.policy.generation import record_motion_tokenizer
 from motion_align.policy.lora import declare_untied_output
 from motion_align.policy.model import save_policy, set_special_ids
+from motion_align.policy.prompts import MOTIONGPT, set_template
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.atomic_files import write_dir_atomic
 
@@ -138,6 +141,7 @@ def import_t5_policy(state: dict[str, torch.Tensor], path: Path, prefix: str, ba
 
     tokenizer = AutoTokenizer.from_pretrained(base, legacy=True)
     MotionVocab(codebook_size).add_to_tokenizer(tokenizer)
+    set_template(tokenizer, MOTIONGPT)  # its prompts, recorded in tokenizer_config.json
     if "shared.weight" not in state:
         raise ValueError(f"{path}: missing key {prefix}shared.weight (not a T5 language model?)")
     rows = state["shared.weight"].shape[0]

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 from transformers.utils import ModelOutput
 
 from motion_align.policy.model import decoder_cache, format_prompt
+from motion_align.policy.prompts import template_of
 from motion_align.policy.vocab import MotionVocab
 
 
@@ -40,9 +41,11 @@ def motion_boundary(input_ids: torch.Tensor, som_id: int) -> int:
 
 
 def query_ids(tokenizer: Any, caption: str, vocab: MotionVocab | None = None) -> list[int]:
-    """The query of ``caption``: its formatted prompt's ids (as the policy's SFT saw them) and ``<som>``."""
+    """The query of ``caption``: its prompt's ids (in the policy's template, as its SFT saw them) and
+    ``<som>``."""
     vocab = vocab or MotionVocab.from_tokenizer(tokenizer)
-    return tokenizer(format_prompt(caption))["input_ids"] + [tokenizer.convert_tokens_to_ids(vocab.som)]
+    prompt = format_prompt(caption, template=template_of(tokenizer))
+    return tokenizer(prompt)["input_ids"] + [tokenizer.convert_tokens_to_ids(vocab.som)]
 
 
 def response_ids(tokenizer: Any, motion: str, vocab: MotionVocab | None = None) -> list[int]:

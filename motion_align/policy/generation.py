@@ -25,6 +25,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from motion_align.motion.features import joints_from_features
 from motion_align.policy.model import decoder_cache, format_prompt, load_policy, policy_family
+from motion_align.policy.prompts import template_of
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.checkpoint import check_local_folder, looks_local, read_json_object
 
@@ -121,7 +122,8 @@ def _encode_prompts(
     (T5) or the left (LLaMA)."""
     side = "right" if family == "t5" else "left"
     frames = [None] * len(captions) if frames is None else frames
-    prompts = [format_prompt(c, n) for c, n in zip(captions, frames, strict=True)]
+    template = template_of(tokenizer)  # the policy's own (recorded with its tokenizer)
+    prompts = [format_prompt(c, n, template) for c, n in zip(captions, frames, strict=True)]
     return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
 
 
@@ -163,7 +165,8 @@ def check_prompt_lengths(
     per_caption = 1 if frames is None else max(1, len(frames) // len(prompts))
     for index, caption in enumerate(prompts):
         asked = [None] if frames is None else frames[index * per_caption : (index + 1) * per_caption]
-        count = max(len(tokenizer(format_prompt(caption, n), verbose=False)["input_ids"]) for n in asked)
+        prompts = [format_prompt(caption, n, template_of(tokenizer)) for n in asked]
+        count = max(len(tokenizer(prompt, verbose=False)["input_ids"]) for prompt in prompts)
         if count > limit:
             raise ValueError(
                 f"prompt {index} has {count} tokens, more than the policy's limit of {limit}: shorten it"

@@ -19,7 +19,6 @@ leaves the next-token distribution over text nearly unchanged). Rows are padded 
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -41,8 +40,9 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from motion_align.motion.skeleton import FPS
 from motion_align.policy.lora import declare_untied_output, num_rows
+from motion_align.policy.prompts import DEFAULT as DEFAULT_TEMPLATE
+from motion_align.policy.prompts import PromptTemplate
 from motion_align.policy.text_tokenizer import FAMILIES
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.atomic_files import write_dir_atomic
@@ -54,11 +54,6 @@ from motion_tokenizer.checkpoint import (
     read_safetensors_shapes,
 )
 
-PROMPT_TEMPLATE = "Generate motion: {caption}"
-#: The length-conditioned prompt (``length_prompts`` in SFT; ``frames`` in generation). MotionGPT's
-#: instruction set has such text-to-motion templates too (``caption_framelen``: "... lasts for
-#: <Frame_Placeholder> frames ..."); the duration is given in seconds at HumanML3D's 20 fps.
-LENGTH_PROMPT_TEMPLATE = "Generate motion of {seconds:.1f} seconds: {caption}"
 VOCAB_FILE = "motion_vocab.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -86,23 +81,11 @@ _LLAMA_COMMON: dict[str, Any] = dict(max_position_embeddings=1024, tie_word_embe
 _SHARED_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
 
 
-def format_prompt(caption: str, frames: int | None = None) -> str:
-    """MotionGPT's text-to-motion prompt: ``"Generate motion: a person jumps twice."``; with ``frames``
-    the length-conditioned one: ``"Generate motion of 4.8 seconds: a person jumps twice."`` (96 frames).
-
-    The caption is stripped and ends in a sentence mark, adding a full stop when it has none (as nearly
-    all HumanML3D captions and every corpus caption do). A decoder-only policy learns to start the motion
-    after the caption's last token; for a last token it never saw there ("twice" rather than ".") it has no
-    such habit, and sampling then often skips the start-of-motion token.
-    """
-    caption = caption.strip()
-    if caption and caption[-1] not in ".!?":
-        caption += "."
-    if frames is None:
-        return PROMPT_TEMPLATE.format(caption=caption)
-    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
-        raise ValueError(f"frames must be a positive number of frames, got {frames!r}")
-    return LENGTH_PROMPT_TEMPLATE.format(seconds=frames / FPS, caption=caption)
+def format_prompt(caption: str, frames: int | None = None, template: PromptTemplate | None = None) -> str:
+    """The prompt of ``caption`` (with ``frames``, the length-conditioned one) in ``template``, the toolkit's
+    by default (:mod:`motion_align.policy.prompts`): ``"Generate motion: a person jumps twice."``, MotionGPT's
+    test-time prompt; with 96 frames ``"Generate motion of 4.8 seconds: a person jumps twice."``."""
+    return (template or DEFAULT_TEMPLATE).format(caption, frames)
 
 
 def policy_family(model_or_config: Any) -> str:

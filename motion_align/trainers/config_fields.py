@@ -80,6 +80,12 @@ class AdapterFields(CpuDefaults):
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Modules LoRA adapts (default: attention and MLP of the family)."}
     )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt template preset (default, motiongpt) overriding the policy's recorded one."
+        },
+    )
     lora_motion_tokens: bool = field(
         default=True,
         metadata={"help": "Also train the motion-token rows of the embedding and output layers."},

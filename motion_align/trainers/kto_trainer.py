@@ -26,11 +26,11 @@ from motion_align.trainers.kto_config import MotionKTOConfig
 from motion_align.trainers.recipe import get_preference_datasets
 
 
-def kto_rows(pairs: Any, seed: int) -> Any:
-    """KTOTrainer rows of validated pairs: ``prompt`` (formatted caption), ``completion`` (motion string) and
-    ``label`` (True for the chosen motion, False for the rejected one), shuffled with ``seed``. The degree
-    of preference is dropped: KTO's loss has no place for it."""
-    rows = to_trainer_rows(pairs).remove_columns("degree")
+def kto_rows(pairs: Any, template: Any = None, seed: int = 0) -> Any:
+    """KTOTrainer rows of validated pairs: ``prompt`` (the caption in ``template``), ``completion`` (motion
+    string) and ``label`` (True for the chosen motion, False for the rejected one), shuffled with ``seed``.
+    The degree of preference is dropped: KTO's loss has no place for it."""
+    rows = to_trainer_rows(pairs, template).remove_columns("degree")
     return unpair_preference_dataset(rows).shuffle(seed=seed).flatten_indices()
 
 

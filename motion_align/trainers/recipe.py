@@ -43,6 +43,7 @@ from motion_align.policy.generation import (
 )
 from motion_align.policy.lora import get_peft_config
 from motion_align.policy.model import format_prompt, load_policy, policy_family, write_vocab_info
+from motion_align.policy.prompts import preset, set_template, template_of
 from motion_align.policy.vocab import MotionVocab
 from motion_align.trainers.checkpointing import checked_checkpoint, newest_complete_checkpoint
 from motion_align.training.loop import end_processes, write_json  # noqa: F401  (recipes end with the first)
@@ -84,6 +85,8 @@ def get_policy(config: Any) -> tuple[Any, Any, Any]:
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
         )
     model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0, **kwargs)
+    if getattr(config, "prompt_template", None):  # the recipe overrides the policy's; the output records it
+        set_template(tokenizer, preset(config.prompt_template))
     peft_config = None
     if config.use_peft:
         peft_config = get_peft_config(
@@ -151,7 +154,7 @@ def load_tokenized_items(config: Any) -> Any:
 def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
     """Tokenized items -> one row per caption: ``caption``, ``events`` (JSON, ``""`` for none) and the query,
     as ``input_ids`` (PPO) or as the ``prompt`` text (GRPO): the formatted caption and ``<som>``."""
-    vocab = MotionVocab.from_tokenizer(tokenizer)
+    vocab, template = MotionVocab.from_tokenizer(tokenizer), template_of(tokenizer)
     has_events = "events" in items.column_names
 
     def rows(batch: dict[str, list]) -> dict[str, list]:
@@ -162,7 +165,7 @@ def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
                 if with_ids:
                     out["input_ids"].append(query_ids(tokenizer, caption, vocab))
                 else:
-                    out["prompt"].append(format_prompt(caption) + vocab.som)
+                    out["prompt"].append(format_prompt(caption, template=template) + vocab.som)
                 out["caption"].append(caption)
                 out["events"].append(spec or "")
         return out
@@ -171,9 +174,10 @@ def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
 
 
 def get_preference_datasets(
-    config: Any, tokenizer: Any, rows: Callable[[Any], Any] = to_trainer_rows
+    config: Any, tokenizer: Any, rows: Callable[[Any, Any], Any] = to_trainer_rows
 ) -> dict[str, Any]:
-    """``{"train": ..., "eval": ...}`` ``rows`` (the DPO trainer's by default) of the pairs.
+    """``{"train": ..., "eval": ...}`` ``rows(pairs, template)`` (the DPO trainer's by default) of the pairs,
+    their prompts in the policy's template (the one its text ``tokenizer`` records).
 
     The pairs are checked against the policy's codebook (read from its text ``tokenizer``: a code it has no
     token for is an error naming the record), cleaned of pairs whose chosen is the rejected and of exact
@@ -201,7 +205,8 @@ def get_preference_datasets(
     splits = {"train": pairs, "eval": None}
     if config.eval_fraction > 0:
         splits = split_preferences(pairs, config.eval_fraction, config.seed)
-    data = {key: None if part is None else rows(part) for key, part in splits.items()}
+    template = template_of(tokenizer)
+    data = {key: None if part is None else rows(part, template) for key, part in splits.items()}
     logger.info(
         "%s: %d training rows, %s eval rows", name, len(data["train"]), data["eval"] and len(data["eval"])
     )

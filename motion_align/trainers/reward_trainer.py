@@ -141,8 +141,9 @@ def get_reward_model(config: Any) -> tuple[MotionRewardModel, Any]:
     return MotionRewardModel.from_policy(policy, tokenizer, seed=config.seed), tokenizer
 
 
-def pair_rows(pairs: Any) -> Any:
-    """The reward trainer's input: caption ``prompt``, motion strings and ``degree``."""
+def pair_rows(pairs: Any, template: Any = None) -> Any:
+    """The reward trainer's input: caption ``prompt``, motion strings and ``degree`` (the trainer formats the
+    captions itself, in the template of the tokenizer it is given)."""
     return pairs.select_columns(["prompt", "chosen", "rejected", "degree"])
 
 

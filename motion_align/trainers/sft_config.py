@@ -59,6 +59,13 @@ class MotionSFTConfig(CpuDefaults, SFTConfig):
             "prompted with a length: `motion-align generate --frames N` or `--length-estimator DIR`."
         },
     )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt template preset (default, motiongpt); unset: the loaded policy's, or the default "
+            "for a new one. The saved policy records it."
+        },
+    )
     loss_type: str | None = field(default="nll", metadata={"help": "nll, dft, or chunked_nll (causal only)."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate."})
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate on the val split."})

@@ -39,6 +39,7 @@ from motion_align.policy.model import (
     save_policy,
     write_vocab_info,
 )
+from motion_align.policy.prompts import preset, set_template
 from motion_align.policy.text_tokenizer import corpus_captions, train_text_tokenizer
 from motion_align.trainers.checkpointing import AtomicCheckpoints
 
@@ -157,6 +158,7 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     With ``config.length_prompts`` those prompts carry durations, so the tokenizer learns their numbers.
     """
     set_seed(config.seed)  # the same initial weights in every process and every run
+    template = preset(config.prompt_template) if config.prompt_template else None
     if config.model_name_or_path:
         model, tokenizer = load_policy(config.model_name_or_path, dropout=config.policy_dropout)
         if policy_family(model) != config.family:
@@ -164,6 +166,8 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
             raise ValueError(
                 f"{config.model_name_or_path} is a {found!r} policy but family={config.family!r}"
             )
+        if template is not None:
+            set_template(tokenizer, template)
         return model, tokenizer
     codebook_size = config.codebook_size or read_codebook_size(config.data_dir)
     tokenizer = None
@@ -172,11 +176,16 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
         captions = corpus_captions(corpus, "train")
         if config.length_prompts:  # every duration 40, 44, ..., 196 frames, in turn over the captions
             lengths = range(MIN_FRAMES, MAX_FRAMES + 1, FRAMES_PER_CODE)
-            prompts = [format_prompt(c, lengths[n % len(lengths)]) for n, c in enumerate(captions)]
+            prompts = [format_prompt(c, lengths[n % len(lengths)], template) for n, c in enumerate(captions)]
         else:
-            prompts = [format_prompt(caption) for caption in captions]
+            prompts = [format_prompt(caption, template=template) for caption in captions]
         tokenizer = train_text_tokenizer(prompts, config.family, vocab_size=config.text_vocab_size)
-    return build_policy(config.family, config.preset, tokenizer, codebook_size, dropout=config.policy_dropout)
+    model, tokenizer = build_policy(
+        config.family, config.preset, tokenizer, codebook_size, dropout=config.policy_dropout
+    )
+    if template is not None:
+        set_template(tokenizer, template)
+    return model, tokenizer
 
 
 def _recorded_corpus(data_dir: str) -> str:

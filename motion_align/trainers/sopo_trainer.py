@@ -223,11 +223,11 @@ def load_reward_model(config: Any) -> Any:
     return TextMotionRetrieval.from_pretrained(config.reward_model).eval()
 
 
-def get_real_motion_datasets(config: Any, codebook_size: int) -> dict[str, Any]:
+def get_real_motion_datasets(config: Any, codebook_size: int, template: Any = None) -> dict[str, Any]:
     """``{"train": ..., "eval": ...}`` rows of :func:`~motion_align.data.sft.real_motion_rows` from the
     ``dataset_split`` of ``config.dataset_name``: items subsampled to ``data_fraction`` and split
     ``eval_fraction`` off (by item, so no motion is in both), seeded by ``config.seed``. ``codebook_size``
-    is the policy's (its motion tokens must cover every code)."""
+    is the policy's (its motion tokens must cover every code), and ``template`` its prompt template."""
     items = load_tokenized_items(config)
     splits = {"train": items, "eval": None}
     if config.eval_fraction > 0:
@@ -237,7 +237,10 @@ def get_real_motion_datasets(config: Any, codebook_size: int) -> dict[str, Any]:
 
     def rows(part: Any) -> Any:
         return part.map(
-            real_motion_rows, batched=True, fn_kwargs={"vocab": vocab}, remove_columns=part.column_names
+            real_motion_rows,
+            batched=True,
+            fn_kwargs={"vocab": vocab, "template": template},
+            remove_columns=part.column_names,
         )
 
     return {key: None if part is None else rows(part) for key, part in splits.items()}

@@ -30,6 +30,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForCo
 
 from motion_align.cli import main
 from motion_align.policy.model import format_prompt, load_policy
+from motion_align.policy.prompts import MOTIONGPT, template_of
 from motion_align.policy.text_tokenizer import train_text_tokenizer
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer import MotionVQVAE
@@ -193,6 +194,7 @@ def test_the_imported_policy_gives_motiongpts_logits_through_stock_and_toolkit_l
             assert torch.allclose(
                 m(**t(prompt, return_tensors="pt"), labels=labels).logits, expected, atol=1e-6
             )
+    assert template_of(stock_tokenizer) == MOTIONGPT  # MotionGPT's prompts, recorded with its tokenizer
     recorded = json.loads((folder / "motion_tokenizer.json").read_text())["path"]
     assert (folder / recorded).resolve() == (tmp_path / "out" / "tokenizer").resolve()
 
@@ -323,6 +325,7 @@ def test_motiongpt_on_instructmotion_labels_end_to_end_with_the_published_recipe
     info = json.loads((out / "training_info.json").read_text())
     assert info["method"] == "IPO-LoRA" and info["hyperparameters"]["learning_rate"] == 1e-3
     assert lora_moved(out) and load_policy(out)[0].config.is_encoder_decoder
+    assert template_of(AutoTokenizer.from_pretrained(out)) == MOTIONGPT  # the policy's prompts, kept
     adapter = json.loads((out / "adapter_config.json").read_text())  # InstructMotion's LoRA: q and v only
     assert sorted(adapter["target_modules"]) == ["q", "v"] and not adapter.get("trainable_token_indices")
 

@@ -1,0 +1,99 @@
+"""The text a policy reads before a motion: its prompt template, recorded with its text tokenizer.
+
+A template says how a caption (and, for a policy trained with lengths, the asked number of frames) becomes
+the prompt. A policy folder records its template in ``tokenizer_config.json`` under
+``motion_prompt_template``, as Hugging Face tokenizers record their chat template. Saving the tokenizer saves
+it, and loading the tokenizer restores it (:func:`template_of`). So generation, SFT, DPO, KTO, SoPo, PPO and
+GRPO build the prompts the policy was trained on. A recipe's ``prompt_template`` names a preset that
+overrides it (:func:`set_template`), and the run's output then records the preset.
+
+Presets:
+
+- ``default``: the toolkit's. ``"Generate motion: {caption}"``, which is MotionGPT's test-time prompt; the
+  length prompt gives seconds at HumanML3D's 20 fps (``"Generate motion of 4.8 seconds: ..."``; MotionGPT's
+  instruction set has such templates too, ``caption_framelen``); a caption without a final sentence mark
+  gets a full stop. (A decoder-only policy learns to start the motion after the caption's
+  last token. For a last token it never saw there it has no such habit, and sampling then often skips the
+  start-of-motion token.)
+- ``motiongpt``: MotionGPT's own (``mGPT/archs/mgpt_lm.py``, ``generate_conditional``). The same prompt,
+  the length prompt ``"Generate motion with {frames} frames: ..."``, and captions as they are.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from motion_align.motion.skeleton import FPS
+
+TEMPLATE_KEY = "motion_prompt_template"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """``prompt`` holds ``{caption}``; ``length_prompt`` holds ``{caption}`` and ``{frames}`` or
+    ``{seconds}``; ``full_stop`` ends a caption without a sentence mark with one."""
+
+    prompt: str = "Generate motion: {caption}"
+    length_prompt: str = "Generate motion of {seconds:.1f} seconds: {caption}"
+    full_stop: bool = True
+
+    def __post_init__(self) -> None:
+        if "{caption}" not in self.prompt:
+            raise ValueError(f"prompt template {self.prompt!r}: no {{caption}} placeholder")
+        if "{caption}" not in self.length_prompt or not any(
+            key in self.length_prompt for key in ("{frames}", "{seconds")
+        ):
+            raise ValueError(
+                f"length prompt template {self.length_prompt!r}: needs {{caption}}, and {{frames}} or "
+                "{seconds}"
+            )
+
+    def format(self, caption: str, frames: int | None = None) -> str:
+        """The prompt of ``caption``; with ``frames``, the length-conditioned one."""
+        caption = caption.strip()
+        if self.full_stop and caption and caption[-1] not in ".!?":
+            caption += "."
+        if frames is None:
+            return self.prompt.format(caption=caption)
+        if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
+            raise ValueError(f"frames must be a positive number of frames, got {frames!r}")
+        return self.length_prompt.format(caption=caption, frames=int(frames), seconds=frames / FPS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT = PromptTemplate()
+MOTIONGPT = PromptTemplate(
+    prompt="Generate motion: {caption}",
+    length_prompt="Generate motion with {frames} frames: {caption}",
+    full_stop=False,
+)
+PRESETS = {"default": DEFAULT, "motiongpt": MOTIONGPT}
+
+
+def preset(name: str) -> PromptTemplate:
+    """The template a recipe's ``prompt_template`` names."""
+    if name not in PRESETS:
+        raise ValueError(f"prompt_template: one of {sorted(PRESETS)}, not {name!r}")
+    return PRESETS[name]
+
+
+def template_of(tokenizer: Any) -> PromptTemplate:
+    """The template ``tokenizer`` records (the default one when it records none)."""
+    recorded = getattr(tokenizer, "init_kwargs", {}).get(TEMPLATE_KEY)
+    if recorded is None:
+        return DEFAULT
+    if not isinstance(recorded, dict):
+        raise ValueError(f"tokenizer_config.json: {TEMPLATE_KEY} must be an object, got {recorded!r:.80}")
+    try:
+        return PromptTemplate(**recorded)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"tokenizer_config.json: {TEMPLATE_KEY}: {error}") from None
+
+
+def set_template(tokenizer: Any, template: PromptTemplate) -> None:
+    """Record ``template`` in ``tokenizer`` (saved with it in ``tokenizer_config.json``)."""
+    tokenizer.init_kwargs[TEMPLATE_KEY] = template.to_dict()
