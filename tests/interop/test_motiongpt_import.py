@@ -227,6 +227,9 @@ BAD = {
     "a language model of another vocabulary": (
         lambda s, c: s.update({"lm.language_model.shared.weight": s["lm.language_model.shared.weight"][:-3]}),
         "shared.weight has"),
+    "a wrong prefix": (lambda s, c: c.update(state_dict={k.replace("vae.", "vqvae.", 1): v
+                                                         for k, v in s.items()}),
+                       "no key of 'state_dict' starts with 'vae.'"),
     "a pickled class": (lambda s, c: c.update({"hyper_parameters": argparse.Namespace(lr=1e-4)}),
                         "the class argparse.Namespace"),
 }  # fmt: skip
