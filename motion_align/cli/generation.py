@@ -156,12 +156,11 @@ def _generate(args: argparse.Namespace) -> None:
 
     from motion_align.policy.generation import (
         SamplingConfig,
-        check_captions,
-        check_prompt_lengths,
         generate_motions,
         load_generator,
         validity_report,
     )
+    from motion_align.policy.prompts import check_captions, check_prompt_lengths
 
     out = Path(args.out)
     replaced = previous_outputs(out, args.overwrite)  # refuses a foreign folder before any work

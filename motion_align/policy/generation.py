@@ -127,52 +127,6 @@ def _encode_prompts(
     return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
 
 
-def prompt_token_limit(model: Any, tokenizer: Any) -> int | None:
-    """Most tokens a prompt may have: the text tokenizer's ``model_max_length`` when it sets one, else the
-    model's ``max_position_embeddings`` / ``n_positions``; None when neither bounds it (T5's relative
-    positions)."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 10**9:  # transformers marks "unset" with int(1e30)
-        return limit
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def check_captions(prompts: Sequence[str]) -> None:
-    """Refuse a blank caption (empty or whitespace): its prompt would ask for a motion of nothing.
-    Prompts are numbered from 0, as ``prompt_index`` in the results."""
-    for index, caption in enumerate(prompts):
-        if not isinstance(caption, str) or not caption.strip():
-            raise ValueError(f"prompt {index} is blank: give a caption")
-
-
-def check_prompt_lengths(
-    model: Any, tokenizer: Any, prompts: Sequence[str], frames: Sequence[int | None] | None = None
-) -> None:
-    """Refuse, before anything is generated, a caption whose formatted prompt has more tokens than
-    :func:`prompt_token_limit`: the tokenizer would cut it silently, or the model fail mid-batch.
-
-    Prompts are numbered from 0, as ``prompt_index`` in the results. ``frames`` as for
-    :func:`generate_motions` (one per caption or one per sample); each asked length is checked.
-    """
-    limit = prompt_token_limit(model, tokenizer)
-    if limit is None or not prompts:
-        return
-    per_caption = 1 if frames is None else max(1, len(frames) // len(prompts))
-    for index, caption in enumerate(prompts):
-        asked = [None] if frames is None else frames[index * per_caption : (index + 1) * per_caption]
-        prompts = [format_prompt(caption, n, template_of(tokenizer)) for n in asked]
-        count = max(len(tokenizer(prompt, verbose=False)["input_ids"]) for prompt in prompts)
-        if count > limit:
-            raise ValueError(
-                f"prompt {index} has {count} tokens, more than the policy's limit of {limit}: shorten it"
-            )
-
-
 def decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.ndarray | None]:
     """Raw features (4N, 263) of each code list, in one VQ-VAE call (-1 padding); None for no codes."""
     longest = max((len(c) for c in codes), default=0)

@@ -22,6 +22,7 @@ Presets:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,3 +98,54 @@ def template_of(tokenizer: Any) -> PromptTemplate:
 def set_template(tokenizer: Any, template: PromptTemplate) -> None:
     """Record ``template`` in ``tokenizer`` (saved with it in ``tokenizer_config.json``)."""
     tokenizer.init_kwargs[TEMPLATE_KEY] = template.to_dict()
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def prompt_token_limit(model: Any, tokenizer: Any) -> int | None:
+    """Most tokens a prompt may have: the text tokenizer's ``model_max_length`` when it sets one, else the
+    model's ``max_position_embeddings`` / ``n_positions``; None when neither bounds it (T5's relative
+    positions)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**9:  # transformers marks "unset" with int(1e30)
+        return limit
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_captions(prompts: Sequence[str]) -> None:
+    """Refuse a blank caption (empty or whitespace): its prompt would ask for a motion of nothing.
+    Prompts are numbered from 0, as ``prompt_index`` in the results."""
+    for index, caption in enumerate(prompts):
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"prompt {index} is blank: give a caption")
+
+
+def check_prompt_lengths(
+    model: Any, tokenizer: Any, prompts: Sequence[str], frames: Sequence[int | None] | None = None
+) -> None:
+    """Refuse, before anything is generated, a caption whose formatted prompt has more tokens than
+    :func:`prompt_token_limit`: the tokenizer would cut it silently, or the model fail mid-batch.
+
+    Prompts are numbered from 0, as ``prompt_index`` in the results. ``frames`` as for
+    :func:`~motion_align.policy.generation.generate_motions` (one per caption or one per sample); each asked
+    length is checked.
+    """
+    limit = prompt_token_limit(model, tokenizer)
+    if limit is None or not prompts:
+        return
+    template = template_of(tokenizer)
+    per_caption = 1 if frames is None else max(1, len(frames) // len(prompts))
+    for index, caption in enumerate(prompts):
+        asked = [None] if frames is None else frames[index * per_caption : (index + 1) * per_caption]
+        texts = [template.format(caption, n) for n in asked]
+        count = max(len(tokenizer(text, verbose=False)["input_ids"]) for text in texts)
+        if count > limit:
+            raise ValueError(
+                f"prompt {index} has {count} tokens, more than the policy's limit of {limit}: shorten it"
+            )

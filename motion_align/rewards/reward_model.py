@@ -20,7 +20,8 @@ from transformers import LlamaConfig, LlamaModel, PretrainedConfig, PreTrainedMo
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from motion_align.policy.causal_view import EncoderDecoderTrunk, last_positions
-from motion_align.policy.model import checked_from_pretrained, policy_family
+from motion_align.policy.checkpoint_checks import checked_from_pretrained
+from motion_align.policy.model import policy_family
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.checkpoint import CheckpointError, check_local_folder, read_json_object
 
