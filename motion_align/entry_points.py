@@ -27,9 +27,12 @@ EXIT_BAD_INPUT = 2
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """The exception classes that mean bad input rather than a bug: ValueError (JSON, Arrow and our
-    format errors are ValueErrors), OSError (missing, existing or unreadable files), YAML syntax errors and
-    unreadable safetensors files."""
-    errors: list[type[BaseException]] = [ValueError, OSError]
+    format errors are ValueErrors), OSError (missing, existing or unreadable files), YAML syntax errors,
+    unreadable safetensors files, and a push the Hub refused (a recipe's ``--push_to_hub`` at the end of a
+    run; its message says what to do about the token or the repo)."""
+    from motion_align.hub import HubPushError
+
+    errors: list[type[BaseException]] = [ValueError, OSError, HubPushError]
     try:
         import yaml
 
