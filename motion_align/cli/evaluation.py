@@ -31,7 +31,20 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     policies = _named_folders(args.policy, "--policy")
     estimators = _named_folders(args.length_estimator, "--length-estimator")
-    config = ProtocolConfig(**{field.name: getattr(args, field.name) for field in fields(ProtocolConfig)})
+    if args.protocol == "t2m":
+        from motion_align.evaluation.t2m_protocol import T2MProtocolConfig
+
+        for flag in ("num_prompts", "generation_rounds"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} is not part of --protocol t2m (every item, "
+                                 "a fresh generation per repetition)")  # fmt: skip
+        config = T2MProtocolConfig(
+            split=args.split, repeats=args.repeats, diversity_pairs=args.diversity_pairs,
+            mm_prompts=args.mm_prompts, mm_samples=args.mm_samples, seed=args.seed,
+            embed_batch_size=args.batch_size,
+        )  # fmt: skip
+    else:
+        config = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig)})
     run_evaluation(
         args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge,
         estimators, args.max_frames, args.grammar,
@@ -63,6 +76,10 @@ def add_evaluation_commands(commands: Any) -> None:
         help="decode policy NAME with the motion grammar (constrained decoding, every motion valid)",
     )  # fmt: skip
     evaluate.add_argument("--motion-tokenizer", default=None, help="also evaluate its reconstructions")
+    evaluate.add_argument(
+        "--protocol", choices=("local", "t2m"), default="local",
+        help="t2m: Guo et al.'s published protocol, rule for rule (evaluator: import t2m-evaluator)",
+    )  # fmt: skip
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--num-prompts", type=positive_int, default=None, help="default: every item")
     evaluate.add_argument("--repeats", type=positive_int, default=20)
@@ -71,6 +88,9 @@ def add_evaluation_commands(commands: Any) -> None:
     )
     evaluate.add_argument("--mm-prompts", type=positive_int, default=100, help="MultiModality prompts")
     evaluate.add_argument("--mm-samples", type=positive_int, default=30, help="MultiModality samples each")
+    evaluate.add_argument(
+        "--diversity-pairs", type=positive_int, default=300, help="t2m: Diversity pairs (needs more items)"
+    )
     evaluate.add_argument("--batch-size", type=positive_int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--no-judge", action="store_true", help="skip the event accuracies")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.evaluation.protocol import Evaluation, ProtocolConfig, format_tables, policy_generator
+from motion_align.evaluation.t2m_protocol import T2MEvaluation, T2MProtocolConfig
 from motion_tokenizer.atomic_files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,18 @@ def load_evaluator(path: str | os.PathLike[str]) -> Any:
     return MotionTextEvaluator.from_pretrained(str(path))
 
 
+def describe_evaluator(evaluator: Any) -> str:
+    """Which evaluator made the figures: Guo et al.'s released one (imported) or one trained here."""
+    if getattr(evaluator.config, "t2m_exact", False):
+        return f"Guo et al.'s released evaluator ({evaluator.config.nfeats} features)"
+    return "local evaluator, not comparable to published tables"
+
+
 def run_evaluation(
     corpus: str | os.PathLike[str],
     evaluator: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    config: ProtocolConfig,
+    config: ProtocolConfig | T2MProtocolConfig,
     policies: dict[str, str] | None = None,
     motion_tokenizer: str | None = None,
     judge: bool = True,
@@ -43,17 +51,21 @@ def run_evaluation(
     """Evaluates the real motions, the reconstructions of ``motion_tokenizer`` (if given) and each policy
     of ``policies`` (name -> policy folder, with the motion tokenizer it records). A policy named in
     ``length_estimators`` (name -> estimator folder) is asked for lengths drawn from it; one named in
-    ``grammar`` is decoded with the motion grammar (``SamplingConfig.motion_grammar``). Returns the
-    record."""
+    ``grammar`` is decoded with the motion grammar (``SamplingConfig.motion_grammar``). A
+    :class:`T2MProtocolConfig` runs Guo et al.'s protocol (no event accuracies). Returns the record."""
     from motion_align.policy.generation import load_generator
 
     started = time.perf_counter()
-    event_judge = None
-    if judge:
-        from motion_align.rewards.event_judge import EventJudge
+    event_judge, scorer = None, load_evaluator(evaluator)
+    if isinstance(config, T2MProtocolConfig):
+        evaluation: Evaluation | T2MEvaluation = T2MEvaluation(scorer, corpus, config)
+        label = f"{T2MEvaluation.label}, {describe_evaluator(scorer)}"
+    else:
+        if judge:
+            from motion_align.rewards.event_judge import EventJudge
 
-        event_judge = EventJudge()
-    evaluation = Evaluation(load_evaluator(evaluator), corpus, config, event_judge)
+            event_judge = EventJudge()
+        evaluation, label = Evaluation(scorer, corpus, config, event_judge), LABEL
     rows: dict[str, dict] = {"real": evaluation.real_motions()}
     logger.info("real motions: R@1 %.3f", rows["real"]["metrics"]["R@1"]["mean"])
     if motion_tokenizer:
@@ -83,7 +95,7 @@ def run_evaluation(
             rows[name]["length_estimator"] = str(length_estimators[name])
         logger.info("%s: R@1 %.3f", name, rows[name]["metrics"]["R@1"]["mean"])
     record = {
-        "label": LABEL,
+        "label": label,
         "corpus": str(corpus),
         "evaluator": str(evaluator),
         **evaluation.record(),
@@ -93,5 +105,5 @@ def run_evaluation(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomically(out / "metrics.json", json.dumps(record, indent=2) + "\n")
-    _write_atomically(out / "metrics.md", format_tables(rows, LABEL))
+    _write_atomically(out / "metrics.md", format_tables(rows, label))
     return record

@@ -12,6 +12,7 @@ path in this file with the same module names, so its state dicts have the releas
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -272,3 +273,30 @@ def test_a_missing_meta_file_or_a_word_without_a_row_is_named(release, tmp_path,
     argv[argv.index("--glove") + 1] = str(glove)
     assert main(argv) == 2
     assert "our_vab_idx.pkl: word 21 'ghost' of our_vab_words.pkl has no row" in capsys.readouterr().err
+
+
+def test_evaluate_with_the_imported_evaluator_runs_the_t2m_protocol(release, tmp_path):
+    root, _ = release
+    assert main(import_argv(root, tmp_path / "eval")) == 0
+    data = tmp_path / "hml"
+    (data / "new_joint_vecs").mkdir(parents=True)
+    (data / "texts").mkdir()
+    rng = np.random.default_rng(0)
+    ids = [f"{i:06d}" for i in range(40)]
+    for i, clip_id in enumerate(ids):
+        np.save(
+            data / "new_joint_vecs" / f"{clip_id}.npy", rng.normal(size=(40 + 4 * i, 263)).astype(np.float32)
+        )
+        tokens = " ".join(CAPTIONS[i % len(CAPTIONS)])
+        (data / "texts" / f"{clip_id}.txt").write_text(f"caption {i}#{tokens}#0.0#0.0\n", encoding="utf-8")
+    (data / "test.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    argv = ["evaluate", "--protocol", "t2m", "--data", str(data), "--evaluator", str(tmp_path / "eval"),
+            "--out", str(tmp_path / "out"), "--repeats", "2", "--diversity-pairs", "8"]  # fmt: skip
+    assert main(argv) == 0
+    table = (tmp_path / "out" / "metrics.md").read_text(encoding="utf-8")
+    assert "T2M protocol (Guo et al. 2022), Guo et al.'s released evaluator (263 features)" in table
+    assert "| real |" in table
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert record["protocol"]["name"] == "t2m" and record["protocol"]["batch_size"] == 32
+    assert record["rows"]["real"]["metrics"]["R@1"]["n"] == 2
+    assert main([*argv, "--num-prompts", "8"]) == 2  # not a rule of the published protocol
