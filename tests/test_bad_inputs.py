@@ -253,7 +253,27 @@ ROWS = [
         lambda p: ["pairs", "judged", "--model", str(p.art["t5"]), "--corpus", str(p.art["corpus"]),
                    "--out", str(p.out), "--num-prompts", "2", "--num-samples", "2", "--min-gap", "0.999"],
         ("no pairs", "nothing written", "valid samples")),
+    # ------------------------------------------------------------------ imports and the T2M protocol
+    Row("import: a T2M evaluator checkpoint cut short", CLI,
+        lambda p: ["import", "t2m-evaluator", "--checkpoint", str(p.write("finest.tar", b"PK\x03\x04")),
+                   "--glove", str(p.tmp), "--meta", str(p.tmp), "--dataset", "kit", "--out", str(p.out)],
+        ("finest.tar", "cut short")),
+    Row("import: a captions line naming no file", CLI,
+        lambda p: ["import", "joints", "--joints", str(joint_arrays(p)), "--fps", "20", "--tagger", "builtin",
+                   "--captions", str(p.write("captions.jsonl", '{"file": "nope", "caption": "a walk"}\n')),
+                   "--out", str(p.out)],
+        ("captions.jsonl", "line 1", "file", "nope")),
+    Row("evaluate: a local-protocol flag with --protocol t2m", CLI,
+        lambda p: ["evaluate", "--protocol", "t2m", "--data", str(p.art["corpus"]), "--evaluator",
+                   str(p.tmp / "no-evaluator"), "--out", str(p.out), "--generation-rounds", "2"],
+        ("--generation-rounds", "--protocol t2m")),
 ]  # fmt: skip
+
+
+def joint_arrays(p: Paths) -> Path:
+    (p.tmp / "joints").mkdir()
+    np.save(p.tmp / "joints" / "walk.npy", np.zeros((50, 22, 3)))
+    return p.tmp / "joints"
 
 
 def missing_motion_tokenizer(p: Paths) -> Path:
