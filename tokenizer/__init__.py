@@ -14,6 +14,7 @@ _EXPORTS = {
     "VQVAEConfig": "configuration",
     "VQVAEOutput": "modeling",
     "joints_from_features": "kinematics",
+    "num_joints_of": "kinematics",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -23,7 +23,9 @@ ACTIVATIONS = ("relu", "gelu", "silu")
 class VQVAEConfig(JsonConfig):
     """Sizes and loss weights of `MotionVQVAE`; every field documents itself in `metadata["help"]`."""
 
-    nfeats: int = field(default=263, metadata={"help": "Feature dimension per frame (263 for HumanML3D)."})
+    nfeats: int = field(
+        default=263, metadata={"help": "Feature dimension per frame (263 for HumanML3D, 251 for KIT-ML)."}
+    )
     codebook_size: int = field(default=512, metadata={"help": "Number of codes K (T2M-GPT: 512)."})
     code_dim: int = field(default=512, metadata={"help": "Dimension of each code (T2M-GPT: 512)."})
     width: int = field(default=512, metadata={"help": "Channels of the 1-D convolutions (T2M-GPT: 512)."})

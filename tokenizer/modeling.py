@@ -1,6 +1,7 @@
-"""MotionVQVAE: HumanML3D features (T, 263) <-> motion codes (ceil(T / 4),).
+"""MotionVQVAE: HumanML3D (T, 263) or KIT-ML (T, 251) features <-> motion codes (ceil(T / 4),).
 
-The public API takes RAW HumanML3D features and normalises inside with the `mean`/`std` buffers (set
+The feature width is the config's ``nfeats`` (263 HumanML3D, 251 KIT-ML). The public API takes RAW
+features and normalises inside with the `mean`/`std` buffers (set
 them with `set_normalization_` from the dataset's Mean.npy / Std.npy; they are saved with the weights).
 
 Length rule (factor f = stride_t ** down_t, 4 by default): a clip of `len` frames has
@@ -17,8 +18,9 @@ codes are then bit-for-bit those it gets alone; `batch_invariant=False` runs one
 Training losses (T2M-GPT, Zhang et al. 2023): smooth-L1 reconstruction on normalised features, plus
 `joint_loss_weight` x smooth-L1 on joint positions recovered (`joints_from_features`) from the
 denormalised reconstruction and from the input, divided by the mean std of the root-relative
-position block [4:67] so the term has the units of T2M-GPT's loss on that block (and also sees the
-integrated root path), plus `commitment_weight` x the commitment loss. Losses count valid frames only.
+position block [4 : 4 + 3 (J - 1)] ([4:67] for HumanML3D) so the term has the units of T2M-GPT's loss on
+that block (and also sees the integrated root path), plus `commitment_weight` x the commitment loss.
+Losses count valid frames only.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .configuration import VQVAEConfig
-from .kinematics import joints_from_features
+from .kinematics import joints_from_features, position_block
 from .networks import MotionDecoder, MotionEncoder
 from .quantizer import EMAQuantizer
 
@@ -255,7 +257,7 @@ class MotionVQVAE(
         valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, Tp)
         recon_loss = _masked_smooth_l1(y, self.normalize(x), valid)
         raw = self.denormalize(y)
-        scale = self.std[4:67].mean()
+        scale = self.std[position_block(self.config.nfeats)].mean()
         joint_loss = _masked_smooth_l1(
             joints_from_features(raw) / scale, joints_from_features(x) / scale, valid
         )

@@ -1,4 +1,5 @@
-"""``motion-align synth | stats | render | tokenize``: the corpus, the HumanML3D folders and their motions.
+"""``motion-align synth | stats | render | tokenize``: the corpus, the HumanML3D / KIT-ML folders and their
+motions. A folder's dataset (HumanML3D or KIT-ML) is read from its feature width; so is an array's.
 
 motion-align synth --out data/corpus --num-clips 10000 --seed 0
 motion-align stats --data data/corpus [--reference path/to/HumanML3D]
@@ -35,20 +36,23 @@ def _stats(args: argparse.Namespace) -> None:
 
 
 def _render(args: argparse.Namespace) -> None:
-    from motion_align.motion.loading import load_joints
+    from motion_align.motion.loading import load_motion
     from motion_align.motion.render import render_motion, render_side_by_side
 
-    sources = [load_joints(path, args.id) for path in args.inputs]
-    caption = args.caption or sources[0][1]
+    sources = [load_motion(path, args.id) for path in args.inputs]
+    caption = args.caption or sources[0].caption
     out, formats = Path(args.out), tuple(args.formats)
     if len(sources) == 1:
         stem = args.id or Path(args.inputs[0]).stem
-        paths = render_motion(sources[0][0], out / stem, caption=caption, formats=formats)
+        motion = sources[0]
+        paths = render_motion(
+            motion.joints, out / stem, caption=caption, formats=formats, skeleton=motion.skeleton
+        )
     else:
         labels = args.labels or [chr(ord("A") + i) for i in range(len(sources))]
         if len(labels) != len(sources):
             raise ValueError(f"--labels: got {len(labels)} labels for {len(sources)} motions")
-        paths = render_side_by_side([joints for joints, _ in sources], out / "side_by_side", caption=caption,
+        paths = render_side_by_side([m.joints for m in sources], out / "side_by_side", caption=caption,
                                     labels=tuple(labels), formats=formats)  # fmt: skip
     for path in paths:
         print(path)
@@ -66,8 +70,9 @@ def _tokenize(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         tokenizer_path=args.tokenizer,
     )
-    print(f"wrote {args.out}: " + ", ".join(f"{name} {len(part)}" for name, part in dataset.items()))
     info = json.loads((Path(args.out) / "tokenization.json").read_text(encoding="utf-8"))
+    splits = ", ".join(f"{name} {len(part)}" for name, part in dataset.items())
+    print(f"wrote {args.out} ({info.get('dataset', 'humanml3d')}): {splits}")
     for split, counts in info["items"].items():
         print(
             f"  {split}: {counts['clips']} clips -> {counts['items']} items; dropped {counts['too_short']} "
@@ -77,7 +82,9 @@ def _tokenize(args: argparse.Namespace) -> None:
 
 def add_data_commands(commands: Any) -> None:
     """Register ``synth``, ``stats``, ``render`` and ``tokenize`` on an argparse subparsers object."""
-    synth = commands.add_parser("synth", help="write the procedural corpus as a HumanML3D folder")
+    synth = commands.add_parser(
+        "synth", help="write the procedural corpus as a HumanML3D folder (SMPL joints: HumanML3D only)"
+    )
     synth.add_argument("--out", required=True, help="corpus folder to create")
     synth.add_argument("--num-clips", type=positive_int, default=2000)
     synth.add_argument("--seed", type=int, default=0)
@@ -86,27 +93,33 @@ def add_data_commands(commands: Any) -> None:
     synth.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     synth.set_defaults(func=_synth)
 
-    stats = commands.add_parser("stats", help="per-group feature statistics next to real HumanML3D's")
-    stats.add_argument("--data", required=True, help="a HumanML3D folder (with Mean.npy/Std.npy)")
-    stats.add_argument("--reference", default=None, help="folder with the real Mean.npy/Std.npy")
+    stats = commands.add_parser("stats", help="per-group feature statistics next to a real dataset's")
+    stats.add_argument("--data", required=True, help="a HumanML3D or KIT-ML folder (with Mean.npy/Std.npy)")
+    stats.add_argument(
+        "--reference", default=None, help="folder with the real Mean.npy/Std.npy (of the same dataset)"
+    )
     stats.set_defaults(func=_stats)
 
     render = commands.add_parser("render", help="render motions to GIF/MP4 and a PNG filmstrip")
     render.add_argument(
-        "inputs", nargs="+", help="features (T,263) or joints (T,22,3) .npy files, or a corpus"
+        "inputs",
+        nargs="+",
+        help="features (T,263)/(T,251) or joints (T,22,3)/(T,21,3, KIT-ML mm) .npy files, or a corpus",
     )
     render.add_argument("--out", required=True, help="output folder")
-    render.add_argument("--id", default=None, help="clip id, when the input is a HumanML3D folder")
+    render.add_argument("--id", default=None, help="clip id, when the input is a HumanML3D/KIT-ML folder")
     render.add_argument("--caption", default=None)
     render.add_argument("--labels", nargs="*", default=None, help="panel labels for a side-by-side view")
     render.add_argument("--formats", nargs="*", default=["gif", "png", "mp4"], choices=["gif", "png", "mp4"])
     render.set_defaults(func=_render)
 
     tokenize = commands.add_parser(
-        "tokenize", help="encode a HumanML3D folder into a dataset of motion codes"
+        "tokenize", help="encode a HumanML3D or KIT-ML folder into a dataset of motion codes"
     )
-    tokenize.add_argument("--tokenizer", required=True, help="motion tokenizer folder or Hub id")
-    tokenize.add_argument("--data", required=True, help="HumanML3D folder")
+    tokenize.add_argument(
+        "--tokenizer", required=True, help="motion tokenizer folder or Hub id (same dataset)"
+    )
+    tokenize.add_argument("--data", required=True, help="HumanML3D or KIT-ML folder")
     tokenize.add_argument("--out", required=True, help="where the datasets.DatasetDict is saved")
     tokenize.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     tokenize.add_argument("--overwrite", action="store_true")

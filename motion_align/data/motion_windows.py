@@ -1,8 +1,8 @@
 """Fixed-length motion windows for tokenizer training, drawn deterministically per step.
 
-All clips of a split are held as one (frames, 263) float32 array with offsets (a 10,000-clip corpus
-is about 1.2 GB). Batches depend only on (seed, step, rank), so a run resumed from a checkpoint
-sees exactly the batches an uninterrupted run would have seen.
+All clips of a split are held as one (frames, D) float32 array (D = 263 HumanML3D, 251 KIT-ML, the folder's)
+with offsets (a 10,000-clip corpus is about 1.2 GB). Batches depend only on (seed, step, rank), so a run
+resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion_align.motion.humanml3d import MotionFormatError, read_features, read_split
+from motion_align.motion.humanml3d import MotionFormatError, folder_skeleton, read_features, read_split
 
 
 class MotionWindows:
-    """Random ``window``-frame crops of the clips of one split of a HumanML3D folder."""
+    """Random ``window``-frame crops of the clips of one split of a HumanML3D or KIT-ML folder."""
 
     def __init__(self, root: str | Path, split: str = "train", window: int = 64, seed: int = 0) -> None:
         root = Path(root)
         ids = read_split(root, split)
-        clips = [read_features(root, clip_id) for clip_id in ids]
+        self.skeleton = folder_skeleton(root, default="humanml3d")
+        clips = [read_features(root, clip_id, self.skeleton) for clip_id in ids]
         long_enough = [i for i, clip in enumerate(clips) if len(clip) >= window]
         if not long_enough:
             raise MotionFormatError(root / f"{split}.txt", f"no clip has at least {window} frames")
@@ -39,7 +40,7 @@ class MotionWindows:
         return len(self.ids)
 
     def batch(self, step: int, batch_size: int, rank: int = 0) -> torch.Tensor:
-        """The (batch_size, window, 263) batch of ``step`` on process ``rank``."""
+        """The (batch_size, window, D) batch of ``step`` on process ``rank``."""
         rng = np.random.default_rng([self.seed, step, rank])
         clips = rng.choice(len(self.ids), size=batch_size, p=self.weights)
         starts = self.offsets[clips] + (

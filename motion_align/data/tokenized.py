@@ -1,9 +1,10 @@
-"""A HumanML3D folder encoded by a motion tokenizer: a `datasets.DatasetDict` of motion codes.
+"""A HumanML3D or KIT-ML folder encoded by a motion tokenizer: a `datasets.DatasetDict` of motion codes.
 
 Each split holds the loader items of the folder (whole clips and captioned segments, see
 ``text_motion.iter_items``) with columns id, captions, tokens, codes (``ceil(length / 4)`` ints),
 length (frames) and events (JSON, "" when none). ``decode_codes`` turns codes back into features
-and joints. The dataset is written to a temporary folder and renamed when complete.
+and joints. The dataset is written to a temporary folder and renamed when complete; ``tokenization.json``
+records the source dataset ("humanml3d" or "kit", from the folder's feature width).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from motion_align.data.text_motion import iter_items
 from motion_align.motion.features import joints_from_features
+from motion_align.motion.humanml3d import folder_skeleton
 from motion_tokenizer.atomic_files import write_dir_atomic
 
 SPLITS = ("train", "val", "test")
@@ -27,7 +29,7 @@ SPLITS = ("train", "val", "test")
 def encode_clips(
     motion_tokenizer, clips: Sequence[np.ndarray], batch_size: int = 64, desc: str | None = None
 ):
-    """Codes (ceil(T / 4),) of each raw (T, 263) clip, encoded in length-sorted padded batches."""
+    """Codes (ceil(T / 4),) of each raw (T, D) clip, encoded in length-sorted padded batches."""
     order = np.argsort([len(clip) for clip in clips], kind="stable")
     codes: list = [None] * len(clips)
     starts = range(0, len(order), batch_size)
@@ -61,6 +63,13 @@ def tokenize_folder(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    skeleton = folder_skeleton(data_dir, default="humanml3d")
+    nfeats = getattr(getattr(motion_tokenizer, "config", None), "nfeats", skeleton.feature_dim)
+    if nfeats != skeleton.feature_dim:
+        raise ValueError(
+            f"the motion tokenizer reads {nfeats}-d features but {data_dir} holds {skeleton.name} motions "
+            f"({skeleton.feature_dim}-d): use a tokenizer trained on that dataset"
+        )
     parts, counts = {}, {}
     for split in splits:
         counts[split] = {}
@@ -86,6 +95,7 @@ def tokenize_folder(
     dataset = datasets.DatasetDict(parts)
     info = {
         "data_dir": str(data_dir),
+        "dataset": skeleton.name,
         "motion_tokenizer": _where(tokenizer_path),
         "codebook_size": motion_tokenizer.config.codebook_size,
         "downsample_factor": motion_tokenizer.config.downsample_factor,
@@ -111,7 +121,8 @@ def _where(tokenizer_path: str | Path | None) -> str | None:
 
 
 def decode_codes(motion_tokenizer, codes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Features (4N, 263) and joints (4N, 22, 3) of one code sequence of length N."""
+    """Features (4N, D) and joints (4N, J, 3) of one code sequence of length N (D, J from the tokenizer's
+    width: 263, 22 for HumanML3D; 251, 21 for KIT-ML)."""
     with torch.no_grad():
         features = motion_tokenizer.decode(torch.as_tensor([list(codes)], dtype=torch.long))[0].numpy()
     return features, joints_from_features(features)

@@ -1,4 +1,5 @@
-"""Motion representation: the HumanML3D skeleton, quaternions, 263-d features, normalisation."""
+"""Motion representation: the HumanML3D and KIT-ML skeletons, quaternions, 263-/251-d features,
+normalisation."""
 
 from motion_align.motion.features import (
     canonicalize_joints,
@@ -26,14 +27,27 @@ from motion_align.motion.quaternion import (
     quat_to_matrix,
     qyaw,
 )
+from motion_align.motion.skeleton import (
+    HUMANML3D,
+    KIT,
+    Skeleton,
+    get_skeleton,
+    reference_skeleton,
+    skeleton_for_features,
+    skeleton_for_joints,
+)
 
 __all__ = [
+    "HUMANML3D",
+    "KIT",
     "STD_EPSILON",
+    "Skeleton",
     "Normalizer",
     "canonicalize_joints",
     "compute_mean_std",
     "cont6d_to_matrix",
     "features_from_joints",
+    "get_skeleton",
     "group_average_std",
     "group_statistics",
     "joints_from_features",
@@ -48,4 +62,7 @@ __all__ = [
     "quat_to_cont6d",
     "quat_to_matrix",
     "qyaw",
+    "reference_skeleton",
+    "skeleton_for_features",
+    "skeleton_for_joints",
 ]

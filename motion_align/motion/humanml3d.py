@@ -1,8 +1,10 @@
-"""Reading and writing HumanML3D folders (see MOTION_FORMAT.md, "Folder layout and text files").
+"""Reading and writing HumanML3D and KIT-ML folders (docs/motion_format.md, "Folder layout").
 
-``new_joint_vecs/<id>.npy`` (T, 263) float32, ``new_joints/<id>.npy`` (T or T + 1, 22, 3) float32,
-``texts/<id>.txt``, ``Mean.npy``/``Std.npy`` (263,), ``{train,val,test,train_val,all}.txt`` and our
-optional ``events.jsonl`` (one ``{"id": ..., "events": [Event.to_dict(), ...]}`` per line).
+``new_joint_vecs/<id>.npy`` (T, D) float32, ``new_joints/<id>.npy`` (T or T + 1, J, 3) float32,
+``texts/<id>.txt``, ``Mean.npy``/``Std.npy`` (D,), ``{train,val,test,train_val,all}.txt`` and our
+optional ``events.jsonl`` (one ``{"id": ..., "events": [Event.to_dict(), ...]}`` per line); D, J =
+263, 22 for HumanML3D and 251, 21 for KIT-ML. A folder holds one dataset: the reader reads it from the
+feature width (:func:`folder_skeleton`), the writer from its first clip (or its ``skeleton``).
 Every reader raises :class:`MotionFormatError` naming the file (and line and field where there is
 one). Writing goes through :class:`ClipWriter`, which streams clips into a temporary sibling folder
 and renames it onto the target only once everything is written, so a failed write leaves nothing.
@@ -21,7 +23,14 @@ from typing import IO, Any
 import numpy as np
 
 from motion_align.motion.events import Event
-from motion_align.motion.skeleton import FEATURE_DIM, FEATURE_GROUPS, NUM_JOINTS
+from motion_align.motion.folder_reading import (
+    array_problem,
+    folder_dataset,
+    folder_skeleton,
+    read_features,
+    read_joints,
+)
+from motion_align.motion.skeleton import SKELETONS, Skeleton, get_skeleton, known_widths
 from motion_align.motion.texts import (
     SAFE_ID,
     Caption,
@@ -41,8 +50,9 @@ from motion_tokenizer.atomic_files import (
 )
 
 __all__ = [
-    "Caption", "Clip", "ClipWriter", "MotionFormatError", "mirror_caption_text", "parse_caption_line",
-    "read_captions", "read_events", "read_features", "read_joints", "read_split", "write_humanml3d",
+    "Caption", "Clip", "ClipWriter", "MotionFormatError", "folder_dataset", "folder_skeleton",
+    "mirror_caption_text", "parse_caption_line", "read_captions", "read_events", "read_features",
+    "read_joints", "read_split", "write_humanml3d", "write_motion_folder",
 ]  # fmt: skip
 
 #: Split files written by ClipWriter.finish; train_val and all are derived from the others.
@@ -52,7 +62,9 @@ DERIVED_SPLITS = ("train_val", "all")
 
 @dataclass
 class Clip:
-    """One clip to write: features (T, 263), joints (T, 22, 3) or None (computed from the features)."""
+    """One clip to write: features (T, D), joints (T, J, 3) or None (computed from the features).
+
+    D, J = 263, 22 (HumanML3D) or 251, 21 (KIT-ML, joints in millimetres)."""
 
     id: str
     features: np.ndarray
@@ -61,68 +73,47 @@ class Clip:
     events: list[Event] | None = None
 
 
-# ----------------------------------------------------------------------------------------- reading
-
-
-def _array_problem(array: Any, tail: tuple[int, ...]) -> str | None:
-    """Why ``array`` is not a valid (T, *tail) finite numeric array with T >= 1, or None if it is."""
-    if not isinstance(array, np.ndarray):
-        return f"expected a numpy array, got {type(array).__name__}"
-    if array.ndim != 1 + len(tail) or array.shape[1:] != tail:
-        return f"shape {array.shape}, expected (T, {', '.join(map(str, tail))})"
-    if array.shape[0] == 0:
-        return "has no frames"
-    if array.dtype.kind not in "fiu":
-        return f"dtype {array.dtype} is not a real number type"
-    finite = np.isfinite(array).reshape(array.shape[0], -1).all(axis=1)
-    if not finite.all():
-        return f"non-finite value (NaN or inf) at frame {int(np.argmin(finite))}"
-    return None
-
-
-def _load_array(path: Path, tail: tuple[int, ...]) -> np.ndarray:
-    if not path.is_file():
-        raise MotionFormatError(path, "file not found")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise MotionFormatError(path, f"not a readable .npy array ({error})") from None
-    problem = _array_problem(array, tail)
-    if problem is not None:
-        raise MotionFormatError(path, problem)
-    return array.astype(np.float32, copy=False)
-
-
-def read_features(root: str | os.PathLike[str], clip_id: str) -> np.ndarray:
-    """The clip's 263-d features, (T, 263) float32 from ``new_joint_vecs/<id>.npy``."""
-    return _load_array(Path(root) / "new_joint_vecs" / f"{clip_id}.npy", (FEATURE_DIM,))
-
-
-def read_joints(root: str | os.PathLike[str], clip_id: str) -> np.ndarray:
-    """The clip's joint positions, (T, 22, 3) float32 from ``new_joints/<id>.npy``."""
-    return _load_array(Path(root) / "new_joints" / f"{clip_id}.npy", (NUM_JOINTS, 3))
-
-
 # ----------------------------------------------------------------------------------------- writing
 
 
-def _validated_clip(clip: Clip, seen: set[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Check a clip before it is written; return its (T, 263) features and (T', 22, 3) joints as float32."""
+def _clip_skeleton(clip: Clip, skeleton: Skeleton | None) -> Skeleton:
+    """The folder's skeleton, or (for the first clip) the one of the clip's feature width."""
+    width = (
+        clip.features.shape[-1] if isinstance(clip.features, np.ndarray) and clip.features.ndim == 2 else None
+    )
+    own = next((s for s in SKELETONS.values() if s.feature_dim == width), None)
+    if skeleton is None:
+        if own is None:
+            shape = getattr(clip.features, "shape", None)
+            raise ValueError(
+                f"clip {clip.id}: features shape {shape}, expected (T, D) with D in {known_widths()}"
+            )
+        return own
+    if own is not None and own is not skeleton and own.feature_dim != skeleton.feature_dim:
+        raise ValueError(
+            f"clip {clip.id}: {own.name} features ({width} wide) in a {skeleton.name} folder "
+            f"({skeleton.feature_dim} wide): one folder cannot mix datasets"
+        )
+    return skeleton
+
+
+def _validated_clip(clip: Clip, seen: set[str], skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """Check a clip before it is written; return its (T, D) features and (T', J, 3) joints as float32."""
     if not isinstance(clip, Clip):
         raise ValueError(f"expected a Clip, got {type(clip).__name__}")
     if not isinstance(clip.id, str) or not SAFE_ID.fullmatch(clip.id):
         raise ValueError(f"clip id {clip.id!r} is not a safe file name ([A-Za-z0-9_.-], no leading '.')")
     if clip.id in seen:
         raise ValueError(f"clip {clip.id}: id written twice")
-    problem = _array_problem(clip.features, (FEATURE_DIM,))
+    problem = array_problem(clip.features, (skeleton.feature_dim,))
     if problem is not None:
         raise ValueError(f"clip {clip.id}: features {problem}")
     joints = clip.joints
     if joints is None:
         from motion_align.motion.features import joints_from_features  # written concurrently; import lazily
 
-        joints = joints_from_features(clip.features)
-    problem = _array_problem(joints, (NUM_JOINTS, 3))
+        joints = joints_from_features(clip.features, skeleton)
+    problem = array_problem(joints, (skeleton.num_joints, 3))
     if problem is not None:
         raise ValueError(f"clip {clip.id}: joints {problem}")
     if len(joints) - len(clip.features) not in (0, 1):
@@ -137,7 +128,7 @@ def _validated_clip(clip: Clip, seen: set[str]) -> tuple[np.ndarray, np.ndarray]
 
 
 class ClipWriter:
-    """Stream clips into a new HumanML3D folder, atomically.
+    """Stream clips into a new HumanML3D (or KIT-ML) folder, atomically.
 
     ``with ClipWriter(root) as w: w.add(clip); ...; w.finish(splits)``. Clips go into the temporary
     sibling ``<parent>/.<name>.tmp-<pid>``, which replaces ``root`` only in :meth:`finish`. Any
@@ -146,18 +137,23 @@ class ClipWriter:
     A killed run cannot clean up: its temporary (a corpus can be gigabytes) is removed when the next
     writer of ``root`` opens (``motion_tokenizer.checkpoint.remove_stale_temporaries``).
     Mean/Std default to the statistics of the written clips (Std averaged per feature group).
+    ``skeleton`` ("humanml3d", "kit" or a Skeleton) fixes the dataset; None takes the first clip's (from
+    its feature width), and every later clip must match.
     """
 
-    def __init__(self, root: str | os.PathLike[str], overwrite: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], overwrite: bool = False, skeleton: str | Skeleton | None = None
+    ) -> None:
         self.root = Path(root).absolute()
         self.overwrite = overwrite
         self.finished = False
+        self.skeleton: Skeleton | None = None if skeleton is None else get_skeleton(skeleton)
         self._tmp: Path | None = None
         self._ids: list[str] = []
         self._seen: set[str] = set()
         self._events_file: IO[str] | None = None
         self._frames = 0
-        self._sums = np.zeros((2, FEATURE_DIM))  # per-dimension sum and sum of squares (float64)
+        self._sums: np.ndarray | None = None  # per-dimension sum and sum of squares (float64), (2, D)
 
     def __enter__(self) -> ClipWriter:
         self.open()
@@ -210,7 +206,10 @@ class ClipWriter:
         """Validate and write one clip; on any error the whole write is aborted and the error re-raised."""
         tmp = self._require_open()
         try:
-            features, joints = _validated_clip(clip, self._seen)
+            if not isinstance(clip, Clip):
+                raise ValueError(f"expected a Clip, got {type(clip).__name__}")
+            skeleton = _clip_skeleton(clip, self.skeleton)
+            features, joints = _validated_clip(clip, self._seen, skeleton)
             np.save(tmp / "new_joint_vecs" / f"{clip.id}.npy", features, allow_pickle=False)
             np.save(tmp / "new_joints" / f"{clip.id}.npy", joints, allow_pickle=False)
             text = "".join(caption.to_line() + "\n" for caption in clip.captions)
@@ -224,13 +223,16 @@ class ClipWriter:
         except BaseException:
             self.abort()
             raise
+        self.skeleton = skeleton
         self._ids.append(clip.id)
         self._seen.add(clip.id)
 
     def _accumulate(self, features: np.ndarray) -> None:
-        """Add the clip's (T, 263) frames to the running float64 sum and sum of squares."""
+        """Add the clip's (T, D) frames to the running float64 sum and sum of squares."""
         # One pass, ~8x cheaper than two; features are O(1), so float64 keeps the variance exact.
         f = features.astype(np.float64)
+        if self._sums is None:
+            self._sums = np.zeros((2, f.shape[1]))
         self._sums[0] += f.sum(axis=0)
         self._sums[1] += np.einsum("ij,ij->j", f, f)
         self._frames += f.shape[0]
@@ -243,12 +245,12 @@ class ClipWriter:
         (tmp / name).write_text(text, encoding="utf-8")
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and group-averaged Std, (263,) float32 each, of the frames written so far."""
-        if self._frames == 0:
+        """Mean and group-averaged Std, (D,) float32 each, of the frames written so far."""
+        if self._frames == 0 or self._sums is None or self.skeleton is None:
             raise ValueError("no clips written: cannot compute Mean/Std (pass them explicitly)")
         mean = self._sums[0] / self._frames
         std = np.sqrt(np.maximum(self._sums[1] / self._frames - mean**2, 0.0))
-        for _, start, stop in FEATURE_GROUPS:
+        for _, start, stop in self.skeleton.feature_groups:
             std[start:stop] = std[start:stop].mean()
         return mean.astype(np.float32), std.astype(np.float32)
 
@@ -272,7 +274,7 @@ class ClipWriter:
         """Write split files and Mean/Std, then move the folder onto ``root``; return ``root``.
 
         Splits absent from ``splits`` among train/val/test are written empty; train_val.txt is
-        train + val and all.txt lists every clip in write order. ``mean``/``std``: (263,) arrays;
+        train + val and all.txt lists every clip in write order. ``mean``/``std``: (D,) arrays;
         None computes them from the written clips (Std averaged within each feature group).
         """
         tmp = self._require_open()
@@ -282,10 +284,14 @@ class ClipWriter:
                 computed = self.statistics()
                 mean = computed[0] if mean is None else mean
                 std = computed[1] if std is None else std
+            widths = (
+                [self.skeleton.feature_dim] if self.skeleton else [s.feature_dim for s in SKELETONS.values()]
+            )
             for name, array in (("Mean", mean), ("Std", std)):
                 array = np.asarray(array)
-                if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
-                    raise ValueError(f"{name} must be a finite ({FEATURE_DIM},) array, got {array.shape}")
+                if array.ndim != 1 or array.shape[0] not in widths or not np.isfinite(array).all():
+                    expected = " or ".join(f"({w},)" for w in widths)
+                    raise ValueError(f"{name} must be a finite {expected} array, got {array.shape}")
                 np.save(tmp / f"{name}.npy", array.astype(np.float32), allow_pickle=False)
             for name, ids in lists.items():
                 (tmp / f"{name}.txt").write_text("".join(i + "\n" for i in ids), encoding="utf-8")
@@ -322,12 +328,14 @@ def write_humanml3d(
     mean: np.ndarray | None = None,
     std: np.ndarray | None = None,
     overwrite: bool = False,
+    skeleton: str | Skeleton | None = None,
 ) -> Path:
-    """Write ``clips`` as a HumanML3D folder at ``root`` atomically (see :class:`ClipWriter`)."""
-    with ClipWriter(root, overwrite=overwrite) as writer:
+    """Write ``clips`` as a HumanML3D (or KIT-ML) folder at ``root`` atomically (see :class:`ClipWriter`)."""
+    with ClipWriter(root, overwrite=overwrite, skeleton=skeleton) as writer:
         for clip in clips:
             writer.add(clip)
         return writer.finish(splits, mean, std)
 
 
-# ------------------------------------------------------------------------------------ loader items
+#: The same writer under a dataset-neutral name (it writes KIT-ML folders as well).
+write_motion_folder = write_humanml3d

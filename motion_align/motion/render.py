@@ -1,9 +1,12 @@
-"""Stick-figure renders of joint positions (T, 22, 3): animated GIF / MP4 and PNG filmstrips.
+"""Stick-figure renders of joint positions (T, J, 3): animated GIF / MP4 and PNG filmstrips.
 
-Frames are drawn with PIL after our own perspective projection (matplotlib 3D is far too slow).
-The camera looks from the person's front-right-above (+Z front, -X is the person's right, Y up),
-stays fixed over the clip and frames the whole trajectory. Colours follow the skeleton, not the
-screen: the person's left side (LEFT_JOINTS) is red/orange, the right side blue, spine/head grey.
+HumanML3D (22 joints, metres) and KIT-ML (21 joints, millimetres) motions are drawn, each from its
+skeleton (inferred from the joint count unless given): the bones are its kinematic chains, and KIT-ML
+millimetres are drawn as metres. Frames are drawn with PIL after our own perspective projection
+(matplotlib 3D is far too slow). The camera looks from the person's front-right-above (+Z front, -X is
+the person's right, Y up), stays fixed over the clip and frames the whole trajectory. Colours follow the
+skeleton, not the screen: the person's left side (``Skeleton.left_joints``) is red/orange, the right side
+blue, spine/head grey.
 
 The static part of every frame (floor, full root path, legend, labels, caption) is drawn once in
 RGB and quantized to a palette; each frame then copies it and draws the moving parts with reserved
@@ -22,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from motion_align.motion.camera import Camera, floor_bounds, make_camera, text_bands
 from motion_align.motion.fonts import fit_font, load_font, wrap_text
-from motion_align.motion.skeleton import FPS, KINEMATIC_CHAINS, LEFT_JOINTS, NUM_JOINTS, RIGHT_JOINTS
+from motion_align.motion.skeleton import HUMANML3D, SKELETONS, Skeleton, get_skeleton
 from motion_align.motion.video import atomic_write, find_ffmpeg, save_gif, write_mp4
 
 LOG = logging.getLogger(__name__)
@@ -39,101 +43,64 @@ TEXT_COLOUR = (25, 25, 25)
 BACKGROUND = (252, 252, 250)
 STRIP_COLUMNS, STRIP_HEIGHT = 8, 260  # filmstrip frames and their height in pixels
 FLOOR_COLOURS = ((214, 214, 210), (236, 236, 232))
-CAMERA_DIRECTION = np.array([-0.5, 0.6, 1.0]) / np.linalg.norm([-0.5, 0.6, 1.0])  # front-right-above
 #: Reserved palette indices for what is drawn per frame (the background uses 0..239).
 _DYNAMIC = {"left": LEFT_COLOUR, "right": RIGHT_COLOUR, "spine": SPINE_COLOUR, "trail": TRAIL_COLOUR}
 _DYNAMIC |= {"mark": MARK_COLOUR, "text": TEXT_COLOUR, "white": (255, 255, 255)}
 _IDX = {name: 240 + k for k, name in enumerate(_DYNAMIC)}
-_SIDE = {j: "left" for j in LEFT_JOINTS} | {j: "right" for j in RIGHT_JOINTS}
-BONES = tuple(
-    (a, b, _SIDE.get(b, "spine"))
-    for chain in KINEMATIC_CHAINS
-    for a, b in zip(chain[:-1], chain[1:], strict=True)
-)
+
+
+def bones(skeleton: Skeleton) -> tuple[tuple[int, int, str], ...]:
+    """(parent, child, side) of every bone of ``skeleton``'s kinematic chains; side is the child's
+    ("left", "right" or "spine")."""
+    side = {j: "left" for j in skeleton.left_joints} | {j: "right" for j in skeleton.right_joints}
+    return tuple(
+        (a, b, side.get(b, "spine"))
+        for chain in skeleton.kinematic_chains
+        for a, b in zip(chain[:-1], chain[1:], strict=True)
+    )
+
+
+#: The HumanML3D skeleton's bones.
+BONES = bones(HUMANML3D)
 _ANGLES = np.linspace(0, 2 * np.pi, 17)
 _CIRCLE = np.stack([np.cos(_ANGLES), np.zeros(17), np.sin(_ANGLES)], 1)  # unit circle on the floor
 
 
-def _validate(joints: object, name: str) -> np.ndarray:
-    """Return `joints` as float64 (T, 22, 3), raising ValueError naming `name` when it is not."""
+def _validate(joints: object, name: str, skeleton: str | Skeleton | None) -> tuple[np.ndarray, Skeleton]:
+    """``joints`` as float64 (T, J, 3) in metres and their skeleton (given, or from J: 22 HumanML3D,
+    21 KIT-ML); a ValueError naming ``name`` when they are not such joints."""
     try:
         array = np.asarray(joints, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a numeric array of shape (T, {NUM_JOINTS}, 3)") from error
-    if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3) or array.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (T, {NUM_JOINTS}, 3) with T >= 1, got {array.shape}")
+        raise ValueError(f"{name} must be a numeric array of shape (T, J, 3)") from error
+    if skeleton is None:
+        count = array.shape[1] if array.ndim == 3 else None
+        skeleton = next((s for s in SKELETONS.values() if s.num_joints == count), HUMANML3D)
+    skeleton = get_skeleton(skeleton)
+    if array.ndim != 3 or array.shape[1:] != (skeleton.num_joints, 3) or array.shape[0] < 1:
+        known = ", ".join(f"{s.num_joints} ({s.name})" for s in SKELETONS.values())
+        raise ValueError(
+            f"{name} must have shape (T, {skeleton.num_joints}, 3) with T >= 1, got {array.shape} "
+            f"(joint counts: {known})"
+        )
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf")
-    return array
-
-
-@dataclass(frozen=True)
-class _Camera:
-    """A fixed pinhole camera: world point -> pixel (x right, y down) and depth."""
-
-    eye: np.ndarray
-    basis: np.ndarray  # rows: right, up, forward
-    scale: float = 1.0
-    offset: tuple[float, float] = (0.0, 0.0)
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project (..., 3) world points to (..., 2) pixels and (...) depths."""
-        rel = (np.asarray(points, dtype=np.float64) - self.eye) @ self.basis.T
-        depth = rel[..., 2]
-        x = rel[..., 0] / depth * self.scale + self.offset[0]
-        y = -rel[..., 1] / depth * self.scale + self.offset[1]
-        return np.stack([x, y], axis=-1), depth
-
-
-def _floor_bounds(motions: Sequence[np.ndarray], margin: float = 0.6) -> np.ndarray:
-    """(2, 2) [[xmin, zmin], [xmax, zmax]] of every joint's ground projection, padded by `margin`."""
-    xz = np.concatenate([m[..., [0, 2]].reshape(-1, 2) for m in motions])
-    return np.stack([xz.min(0) - margin, xz.max(0) + margin])
-
-
-def _bands(height: int, labelled: bool) -> tuple[int, int]:
-    """Heights of the panel's top (big label) and bottom (legend, counter) text bands."""
-    top = int(1.25 * max(24, height // 8) + 18) if labelled else 0
-    return top, int(2.8 * max(12, height // 28) + 12)
-
-
-def _make_camera(motions: Sequence[np.ndarray], width: int, height: int, labelled: bool) -> _Camera:
-    """A camera from front-right-above that fits every frame into a panel, clear of its text bands."""
-    bounds = _floor_bounds(motions, margin=0.5)
-    top = max(float(max(m[..., 1].max() for m in motions)), 0.5)
-    corners = np.array([[x, y, z] for x in bounds[:, 0] for y in (0.0, top) for z in bounds[:, 1]])
-    target = corners.mean(0) * np.array([1.0, 0.8, 1.0])
-    radius = float(np.linalg.norm(corners - target, axis=1).max())
-    eye = target + CAMERA_DIRECTION * (1.8 * radius + 2.0)
-    forward = -CAMERA_DIRECTION
-    right = np.cross(forward, [0.0, 1.0, 0.0])
-    right /= np.linalg.norm(right)
-    basis = np.stack([right, np.cross(right, forward), forward])
-    camera = _Camera(eye, basis)
-    points = np.concatenate([m.reshape(-1, 3) for m in motions])
-    points = np.concatenate([points, points * np.array([1.0, 0.0, 1.0])])  # bodies and their ground shadows
-    xy, _ = camera.project(points)
-    low, high = xy.min(0), xy.max(0)
-    extent = np.maximum(high - low, 1e-6)
-    margin = max(8, height // 24)
-    band_top, band_bottom = _bands(height, labelled)
-    space = np.array([width - 2 * margin, height - band_top - band_bottom - 2 * margin])
-    scale = float(min(space / extent))
-    centre = (low + high) / 2  # xy already has y pointing down (pixel = xy * scale + offset)
-    middle = (width / 2, (band_top + height - band_bottom) / 2)
-    return replace(camera, scale=scale, offset=(middle[0] - centre[0] * scale, middle[1] - centre[1] * scale))
+    if skeleton.metres_per_unit != 1.0:
+        array = array * skeleton.metres_per_unit
+    return array, skeleton
 
 
 @dataclass
 class _Panel:
     """One motion drawn in one rectangle of the canvas."""
 
-    joints: np.ndarray
-    camera: _Camera  # projects straight to canvas pixels
+    joints: np.ndarray  # (T, J, 3) metres
+    camera: Camera  # projects straight to canvas pixels
     origin: tuple[int, int]
     size: tuple[int, int]
     label: str | None
     floor: np.ndarray  # [[xmin, zmin], [xmax, zmax]] of the checker floor, shared by all panels
+    skeleton: Skeleton = HUMANML3D
 
     def __post_init__(self) -> None:
         self.pixels, self.depth = self.camera.project(self.joints)
@@ -143,13 +110,16 @@ class _Panel:
         ppm = self.camera.scale / float(np.linalg.norm(self.joints[:, 0].mean(0) - self.camera.eye))
         self.pixels_per_metre = ppm
         self.width = int(np.clip(round(0.035 * ppm), 2, 9))
-        across = self.joints[:, 1] - self.joints[:, 2] + self.joints[:, 16] - self.joints[:, 17]
+        r_hip, l_hip, r_sdr, l_sdr = self.skeleton.face_joints
+        across = self.joints[:, l_hip] - self.joints[:, r_hip] + self.joints[:, l_sdr] - self.joints[:, r_sdr]
         facing = np.cross(across, [0.0, 1.0, 0.0])
         facing /= np.maximum(np.linalg.norm(facing, axis=-1, keepdims=True), 1e-9)
-        self.noses = self.camera.project(self.joints[:, 15] + 0.17 * facing)[0]  # shows where the head faces
+        head = self.joints[:, self.skeleton.head_joint]
+        self.noses = self.camera.project(head + 0.17 * facing)[0]  # shows where the head faces
+        self.bones = bones(self.skeleton)
 
 
-def _draw_floor(draw: ImageDraw.ImageDraw, panel: _Panel, camera: _Camera) -> None:
+def _draw_floor(draw: ImageDraw.ImageDraw, panel: _Panel, camera: Camera) -> None:
     """Checker floor at y=0 around the motion's extent (clipped by the panel image)."""
     bounds = panel.floor
     tile = 0.5 if float(np.max(bounds[1] - bounds[0])) < 10 else 1.0
@@ -199,16 +169,19 @@ def _draw_dynamic(draw: ImageDraw.ImageDraw, panel: _Panel, t: int, font: ImageF
     draw.polygon([tuple(p) for p in panel.rings[t]], outline=_IDX["mark"], width=3)
     pix, depth = panel.pixels[t], panel.depth[t]
     radius = panel.width * 0.6
-    for a, b, side in sorted(BONES, key=lambda bone: -(depth[bone[0]] + depth[bone[1]])):
+    for a, b, side in sorted(panel.bones, key=lambda bone: -(depth[bone[0]] + depth[bone[1]])):
         draw.line([tuple(pix[a]), tuple(pix[b])], fill=_IDX[side], width=panel.width)
         x, y = pix[b]
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=_IDX[side])
-    x, y = pix[15]
+    head_joint = panel.skeleton.head_joint
+    x, y = pix[head_joint]
     head = max(4.0, 0.09 * panel.pixels_per_metre)
     draw.ellipse(
         [x - head, y - head, x + head, y + head], _IDX["white"], _IDX["spine"], max(2, panel.width - 1)
     )
-    draw.line([tuple(pix[15]), tuple(panel.noses[t])], fill=_IDX["spine"], width=max(2, panel.width - 1))
+    draw.line(
+        [tuple(pix[head_joint]), tuple(panel.noses[t])], fill=_IDX["spine"], width=max(2, panel.width - 1)
+    )
     x0, y0 = panel.origin
     text = f"{t + 1}/{last + 1}" + (" (end)" if t == last and last > 0 else "")
     corner = (x0 + panel.size[0] - font.getlength(text) - 10, y0 + panel.size[1] - font.size - 10)
@@ -229,19 +202,23 @@ def _title(draw: ImageDraw.ImageDraw | None, caption: str | None, width: int, si
 
 
 def _render_frames(
-    motions: Sequence[np.ndarray], labels: Sequence[str | None], caption: str | None, size: tuple[int, int]
+    motions: Sequence[np.ndarray],
+    labels: Sequence[str | None],
+    caption: str | None,
+    size: tuple[int, int],
+    skeletons: Sequence[Skeleton] = (),
 ) -> tuple[list[Image.Image], list[_Panel]]:
-    """Palette-mode frames of all motions side by side (one panel each) and the panels."""
+    """Palette-mode frames of all motions (metres) side by side (one panel each) and the panels."""
     width, height = size
     title_size = max(14, height // 24)
     top = _title(None, caption, width * len(motions), title_size)
-    camera = _make_camera(motions, width, height, labelled=any(labels))
-    panels, floor = [], _floor_bounds(motions, margin=2.5)
+    camera = make_camera(motions, width, height, labelled=any(labels))
+    panels, floor = [], floor_bounds(motions, margin=2.5)
     for k, joints in enumerate(motions):
         shifted = replace(camera, offset=(camera.offset[0] + k * width, camera.offset[1] + top))
-        panels.append(
-            _Panel(joints, shifted, (k * width, top), size, labels[k] if k < len(labels) else None, floor)
-        )
+        label = labels[k] if k < len(labels) else None
+        skeleton = skeletons[k] if k < len(skeletons) else HUMANML3D
+        panels.append(_Panel(joints, shifted, (k * width, top), size, label, floor, skeleton))
     canvas = Image.new("RGB", (width * len(motions), top + height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     _title(draw, caption, canvas.width, title_size)
@@ -281,7 +258,7 @@ def _crop_box(panels: Sequence[_Panel]) -> tuple[int, int, int, int]:
     grow = max(0.0, 0.9 * (high[1] - low[1]) - (high[0] - low[0])) / 2  # keep thumbnails at least 0.9:1
     low[0], high[0] = low[0] - grow, high[0] + grow
     w, h = panels[0].size
-    band_top, band_bottom = _bands(h, any(p.label for p in panels))  # keep the panel texts out
+    band_top, band_bottom = text_bands(h, any(p.label for p in panels))  # keep the panel texts out
     low, high = np.maximum(low, [0, band_top]), np.minimum(high, [w, h - band_bottom])
     return int(low[0]), int(low[1]), int(high[0]), int(high[1])
 
@@ -365,19 +342,23 @@ def render_motion(
     joints: np.ndarray,
     out_path: str | os.PathLike,
     caption: str | None = None,
-    fps: float = FPS,
+    fps: float | None = None,
     formats: Sequence[str] = ("gif", "png"),
     size: tuple[int, int] = (480, 480),
+    skeleton: str | Skeleton | None = None,
 ) -> list[Path]:
-    """Render one motion (T, 22, 3) as `<stem>.gif` (T frames), `<stem>.mp4` and a `<stem>.png` filmstrip.
+    """Render one motion (T, J, 3) as `<stem>.gif` (T frames), `<stem>.mp4` and a `<stem>.png` filmstrip.
 
     `out_path` may carry a .gif/.png/.mp4 suffix (it is replaced) or none. MP4 is written only when
     requested and an ffmpeg is found (else a warning is logged). `size` is the (width, height) of the
-    animation's panel, below the caption. Returns the paths written.
+    animation's panel, below the caption. `skeleton` ("humanml3d", "kit" or a Skeleton; None: from J,
+    22 or 21) gives the bones and units; `fps` defaults to the skeleton's (20 or 12.5). Returns the paths
+    written.
     """
-    array = _validate(joints, "joints")
+    array, skeleton = _validate(joints, "joints", skeleton)
+    fps = skeleton.fps if fps is None else fps
     chosen = _check_options(formats, fps)
-    frames, panels = _render_frames([array], [None], caption, _check_size(size))
+    frames, panels = _render_frames([array], [None], caption, _check_size(size), [skeleton])
     return _write_outputs(frames, panels, caption, out_path, fps, chosen)
 
 
@@ -386,24 +367,28 @@ def render_side_by_side(
     out_path: str | os.PathLike,
     caption: str | None = None,
     labels: Sequence[str] = ("A", "B"),
-    fps: float = FPS,
+    fps: float | None = None,
     formats: Sequence[str] = ("gif", "png"),
     size: tuple[int, int] = (480, 480),
+    skeleton: str | Skeleton | None = None,
 ) -> list[Path]:
     """Render several motions for one prompt in one animation, one labelled panel each.
 
     All panels share one camera (same scale and placement); the animation lasts as long as the longest
     motion and shorter ones hold their last frame. The PNG has one filmstrip row per motion. Missing
-    labels default to "A", "B", "C", ...; `size` is one panel's (width, height).
+    labels default to "A", "B", "C", ...; `size` is one panel's (width, height). `skeleton` is every
+    motion's (None: each motion's own, from its joint count); `fps` defaults to the first motion's.
     """
     if isinstance(motions, np.ndarray) and motions.ndim == 3:
-        raise ValueError("motions must be a sequence of (T, 22, 3) arrays, got a single motion")
-    arrays = [_validate(m, f"motions[{k}]") for k, m in enumerate(motions)]
-    if not arrays:
+        raise ValueError("motions must be a sequence of (T, J, 3) arrays, got a single motion")
+    checked = [_validate(m, f"motions[{k}]", skeleton) for k, m in enumerate(motions)]
+    if not checked:
         raise ValueError("motions must contain at least one motion")
+    arrays, skeletons = [a for a, _ in checked], [s for _, s in checked]
+    fps = skeletons[0].fps if fps is None else fps
     names = [str(labels[k]) if k < len(labels) else chr(ord("A") + k % 26) for k in range(len(arrays))]
     chosen = _check_options(formats, fps)
-    frames, panels = _render_frames(arrays, names, caption, _check_size(size))
+    frames, panels = _render_frames(arrays, names, caption, _check_size(size), skeletons)
     return _write_outputs(frames, panels, caption, out_path, fps, chosen)
 
 

@@ -1,19 +1,30 @@
-"""Per-group feature statistics of a motion folder, side by side with real HumanML3D's."""
+"""Per-group feature statistics of a motion folder (HumanML3D or KIT-ML), side by side with a reference's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from motion_align.motion.normalization import Normalizer, group_statistics
-from motion_align.motion.skeleton import FEATURE_GROUPS
+from motion_align.motion.skeleton import skeleton_for_features
 
 
 def statistics_rows(data: str | Path, reference: str | Path | None = None) -> list[dict]:
-    """One row per feature group: mean |Mean| and the group Std of ``data`` (and of ``reference``)."""
-    ours = group_statistics(*Normalizer.load(data).as_tuple())
-    real = group_statistics(*Normalizer.load(reference).as_tuple()) if reference else None
+    """One row per feature group: mean |Mean| and the group Std of ``data`` (and of ``reference``, which must
+    hold the same dataset: its Mean.npy as wide)."""
+    normalizer = Normalizer.load(data)
+    ours = group_statistics(*normalizer.as_tuple())
+    real = None
+    if reference:
+        other = Normalizer.load(reference)
+        if other.feature_dim != normalizer.feature_dim:
+            raise ValueError(
+                f"{reference}: {other.feature_dim}-d statistics cannot be compared with the "
+                f"{normalizer.feature_dim}-d ones of {data}"
+            )
+        real = group_statistics(*other.as_tuple())
+    groups = skeleton_for_features(normalizer.feature_dim).feature_groups
     rows = []
-    for index, ((name, start, stop), (_, mean_abs, std)) in enumerate(zip(FEATURE_GROUPS, ours)):
+    for index, ((name, start, stop), (_, mean_abs, std)) in enumerate(zip(groups, ours)):
         row = {"group": name, "dims": f"{start}:{stop}", "mean_abs": mean_abs, "std": std}
         if real is not None:
             row["real_mean_abs"], row["real_std"] = real[index][1], real[index][2]

@@ -24,12 +24,13 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from motion_align.motion.features import joints_from_features
+from motion_align.motion.skeleton import SKELETONS
 from motion_align.policy.model import decoder_cache, format_prompt, load_policy, policy_family
 from motion_align.policy.prompts import template_of
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.checkpoint import check_local_folder, looks_local, read_json_object
 
-MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps
+MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps (KIT-ML: 24 to 196 at 12.5 fps)
 FRAMES_PER_CODE = 4
 MIN_CODES, MAX_CODES = -(-MIN_FRAMES // FRAMES_PER_CODE), MAX_FRAMES // FRAMES_PER_CODE  # 10, 49
 #: Longest motion completion: start token, 49 codes (196 frames), end token, eos (T5 appends one).
@@ -85,7 +86,8 @@ class SamplingConfig:
 
 @dataclass
 class GeneratedMotion:
-    """One generated sample: its caption, the decoded codes and problems, and raw features (T, 263)."""
+    """One generated sample: its caption, the decoded codes and problems, and raw features (T, D): D = 263
+    (HumanML3D) or 251 (KIT-ML), the motion tokenizer's."""
 
     prompt: str
     prompt_index: int
@@ -101,34 +103,55 @@ class GeneratedMotion:
 
     @property
     def valid(self) -> bool:
-        """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
+        """Decoded without problems and of a dataset length (HumanML3D 40, KIT-ML 24, to 196 frames)."""
         return usable_motion(self.problems, self.features)
 
     @property
     def joints(self) -> np.ndarray | None:
-        """Joint positions (T, 22, 3) recovered from the features; None when there are none."""
+        """Joint positions (T, J, 3) recovered from the features (J = 22 or 21, from their width); None when
+        there are none."""
         return None if self.features is None else joints_from_features(self.features)
 
 
 def usable_motion(problems: Sequence[str], features: np.ndarray | None) -> bool:
-    """Decoded without problems and of a HumanML3D length (40 to 196 frames)."""
-    return not problems and features is not None and MIN_FRAMES <= len(features) <= MAX_FRAMES
+    """Decoded without problems and of a dataset length: 40 (HumanML3D; KIT-ML's 24 for 251-d features)
+    to 196 frames."""
+    if problems or features is None:
+        return False
+    return min_frames_of(features) <= len(features) <= MAX_FRAMES
+
+
+def min_frames_of(features: np.ndarray | None) -> int:
+    """Shortest usable motion for features of this width: 24 frames for KIT-ML (251), else 40."""
+    width = features.shape[-1] if features is not None and np.ndim(features) == 2 else None
+    return next((s.min_frames for s in SKELETONS.values() if s.feature_dim == width), MIN_FRAMES)
+
+
+def dataset_fps(motion_tokenizer: Any) -> float:
+    """Frame rate of the dataset a motion tokenizer's features come from (its ``nfeats``): 20 for
+    HumanML3D (263), 12.5 for KIT-ML (251); 20 when unknown."""
+    width = getattr(getattr(motion_tokenizer, "config", None), "nfeats", None)
+    return next((s.fps for s in SKELETONS.values() if s.feature_dim == width), 20.0)
 
 
 def _encode_prompts(
-    tokenizer: Any, captions: Sequence[str], family: str, frames: Sequence[int | None] | None = None
+    tokenizer: Any,
+    captions: Sequence[str],
+    family: str,
+    frames: Sequence[int | None] | None = None,
+    fps: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Token ids of the formatted prompts (with each caption's ``frames`` when given), padded on the right
-    (T5) or the left (LLaMA)."""
+    """Token ids of the formatted prompts (with each caption's ``frames`` when given, in seconds at
+    ``fps``), padded on the right (T5) or the left (LLaMA)."""
     side = "right" if family == "t5" else "left"
     frames = [None] * len(captions) if frames is None else frames
     template = template_of(tokenizer)  # the policy's own (recorded with its tokenizer)
-    prompts = [format_prompt(c, n, template) for c, n in zip(captions, frames, strict=True)]
+    prompts = [format_prompt(c, n, template, fps) for c, n in zip(captions, frames, strict=True)]
     return dict(tokenizer(prompts, padding=True, padding_side=side, return_tensors="pt"))
 
 
 def decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.ndarray | None]:
-    """Raw features (4N, 263) of each code list, in one VQ-VAE call (-1 padding); None for no codes."""
+    """Raw features (4N, D) of each code list, in one VQ-VAE call (-1 padding); None for no codes."""
     longest = max((len(c) for c in codes), default=0)
     if longest == 0:
         return [None] * len(codes)
@@ -201,12 +224,14 @@ def generate_token_rows(
     captions: Sequence[str],
     sampling: SamplingConfig,
     frames: Sequence[int | None] | None = None,
+    fps: float | None = None,
 ) -> tuple[list[list[int]], list[Any]]:
     """Completion ids (each ending in eos) and motion decodings of ``captions``, ``num_samples`` per
     caption, caption-major: one batched ``generate`` call with the KV cache. ``frames``: each caption's
-    asked length, for a policy trained with ``length_prompts``."""
+    asked length, for a policy trained with ``length_prompts`` (said in seconds at ``fps``, the dataset's:
+    20 when None)."""
     family = policy_family(model)
-    encoded = _encode_prompts(tokenizer, captions, family, frames)
+    encoded = _encode_prompts(tokenizer, captions, family, frames, fps)
     inputs = {k: v.to(model.device) for k, v in encoded.items()}
     ids = vocab.ids(tokenizer)
     eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
@@ -283,7 +308,8 @@ def generate_motions(
         for start in range(0, len(prompts), batch_size):
             captions = list(prompts[start : start + batch_size])
             asked = None if frames is None else frames[start : start + batch_size]
-            _, decoded = generate_token_rows(model, tokenizer, vocab, captions, sampling, asked)
+            fps = dataset_fps(motion_tokenizer)
+            _, decoded = generate_token_rows(model, tokenizer, vocab, captions, sampling, asked, fps)
             features = decode_features(motion_tokenizer, [d.codes for d in decoded])
             for n, (decoding, feats) in enumerate(zip(decoded, features)):
                 index = start + n // sampling.num_samples
@@ -319,7 +345,7 @@ def validity_report(
         "prompts_with_a_valid_motion": len(valid_prompts) / len(prompts) if prompts else 0.0,
         "clean": sum(not m.problems for m in motions),
         "no_codes": sum(m.features is None for m in motions),
-        "too_short": sum(0 < m.num_frames < MIN_FRAMES for m in motions),
+        "too_short": sum(0 < m.num_frames < min_frames_of(m.features) for m in motions),
         "too_long": sum(m.num_frames > MAX_FRAMES for m in motions),
         "frames": {
             "min": min(frames, default=0),

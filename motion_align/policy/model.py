@@ -79,11 +79,14 @@ _LLAMA_COMMON: dict[str, Any] = dict(max_position_embeddings=1024, tie_word_embe
 _SHARED_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
 
 
-def format_prompt(caption: str, frames: int | None = None, template: PromptTemplate | None = None) -> str:
+def format_prompt(
+    caption: str, frames: int | None = None, template: PromptTemplate | None = None, fps: float | None = None
+) -> str:
     """The prompt of ``caption`` (with ``frames``, the length-conditioned one) in ``template``, the toolkit's
     by default (:mod:`motion_align.policy.prompts`): ``"Generate motion: a person jumps twice."``, MotionGPT's
-    test-time prompt; with 96 frames ``"Generate motion of 4.8 seconds: a person jumps twice."``."""
-    return (template or DEFAULT_TEMPLATE).format(caption, frames)
+    test-time prompt; with 96 frames ``"Generate motion of 4.8 seconds: a person jumps twice."`` (seconds at
+    ``fps``: HumanML3D's 20 when None, KIT-ML's 12.5)."""
+    return (template or DEFAULT_TEMPLATE).format(caption, frames, fps)
 
 
 def policy_family(model_or_config: Any) -> str:

@@ -10,7 +10,8 @@ overrides it (:func:`set_template`), and the run's output then records the prese
 Presets:
 
 - ``default``: the toolkit's. ``"Generate motion: {caption}"``, which is MotionGPT's test-time prompt; the
-  length prompt gives seconds at HumanML3D's 20 fps (``"Generate motion of 4.8 seconds: ..."``; MotionGPT's
+  length prompt gives seconds at the dataset's frame rate, HumanML3D's 20 fps unless told (KIT-ML: 12.5)
+  (``"Generate motion of 4.8 seconds: ..."``; MotionGPT's
   instruction set has such templates too, ``caption_framelen``); a caption without a final sentence mark
   gets a full stop. (A decoder-only policy learns to start the motion after the caption's
   last token. For a last token it never saw there it has no such habit, and sampling then often skips the
@@ -51,8 +52,9 @@ class PromptTemplate:
                 "{seconds}"
             )
 
-    def format(self, caption: str, frames: int | None = None) -> str:
-        """The prompt of ``caption``; with ``frames``, the length-conditioned one."""
+    def format(self, caption: str, frames: int | None = None, fps: float | None = None) -> str:
+        """The prompt of ``caption``; with ``frames``, the length-conditioned one (seconds at ``fps``, the
+        dataset's frame rate: HumanML3D's 20 when None, 12.5 for KIT-ML)."""
         caption = caption.strip()
         if self.full_stop and caption and caption[-1] not in ".!?":
             caption += "."
@@ -60,7 +62,7 @@ class PromptTemplate:
             return self.prompt.format(caption=caption)
         if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
             raise ValueError(f"frames must be a positive number of frames, got {frames!r}")
-        return self.length_prompt.format(caption=caption, frames=int(frames), seconds=frames / FPS)
+        return self.length_prompt.format(caption=caption, frames=int(frames), seconds=frames / (fps or FPS))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

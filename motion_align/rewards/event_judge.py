@@ -47,7 +47,7 @@ import numpy as np
 
 from motion_align.motion.events import Event
 from motion_align.motion.features import joints_from_features
-from motion_align.motion.skeleton import FEATURE_DIM, NUM_JOINTS
+from motion_align.motion.skeleton import FEATURE_DIM, KIT, NUM_JOINTS
 from motion_align.rewards import event_detectors as body
 from motion_align.rewards import event_gestures as gestures
 from motion_align.rewards.event_signals import DetectedEvent, check_joints, compute_signals
@@ -60,11 +60,26 @@ GAITS = frozenset({"walk", "run"})
 ANGLE_TOLERANCE = 45.0
 
 
+#: Why a KIT-ML motion is refused: the detectors read SMPL joints by index, in metres, at 20 fps.
+KIT_REFUSAL = (
+    "motion: expected joints (T, 22, 3) or features (T, 263) of HumanML3D (SMPL joints in metres at 20 fps), "
+    "got shape {shape}: the event judge does not support KIT-ML motions (21 MMM joints in millimetres "
+    "at 12.5 fps)"
+)
+
+
 def as_joints(motion: Any) -> np.ndarray:
-    """Joints (T, 22, 3) from joints or 263-d HumanML3D features (T, 263) (numpy or torch, CPU)."""
+    """Joints (T, 22, 3) from joints or 263-d HumanML3D features (T, 263) (numpy or torch, CPU).
+
+    KIT-ML motions (features (T, 251), joints (T, 21, 3)) are refused with one ValueError: the detectors
+    read SMPL joint indices, metres and 20 fps, and would silently mis-read them."""
     if hasattr(motion, "detach"):
         motion = motion.detach().cpu().numpy()
     array = np.asarray(motion, dtype=np.float64)
+    if array.ndim == 2 and array.shape[1] == KIT.feature_dim:
+        raise ValueError(KIT_REFUSAL.format(shape=array.shape))
+    if array.ndim == 3 and array.shape[1:] == (KIT.num_joints, 3):
+        raise ValueError(KIT_REFUSAL.format(shape=array.shape))
     if array.ndim == 2 and array.shape[1] == FEATURE_DIM:
         if len(array) < 2:
             raise ValueError(f"motion: need at least 2 frames, got {len(array)}")

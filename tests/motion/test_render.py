@@ -96,8 +96,8 @@ def test_mp4_skipped_with_warning_without_ffmpeg(tmp_path, monkeypatch, caplog) 
     assert paths == [tmp_path / "x.gif"] and "ffmpeg" in caplog.text
 
 
-@pytest.mark.parametrize(
-    "joints", [np.zeros((5, 21, 3)), np.zeros((22, 3)), np.zeros((0, 22, 3)), np.zeros((4, 22, 2))]
+@pytest.mark.parametrize(  # 21 joints is a KIT-ML motion (tests/motion/test_kit.py); 20 is no skeleton's
+    "joints", [np.zeros((5, 20, 3)), np.zeros((22, 3)), np.zeros((0, 22, 3)), np.zeros((4, 22, 2))]
 )
 def test_bad_shapes_raise(tmp_path: Path, joints: np.ndarray) -> None:
     with pytest.raises(ValueError, match="joints"):
