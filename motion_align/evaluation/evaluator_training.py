@@ -125,8 +125,11 @@ class TextMotionPairs:
 
 def build_model(config: EvaluatorTrainingConfig) -> MotionTextEvaluator:
     """A fresh evaluator of the configured preset, normalised with the data folder's Mean/Std."""
-    model = MotionTextEvaluator(EvaluatorConfig.preset(config.preset, **config.model_overrides()))
-    model.set_normalization_(*Normalizer.load(config.data_dir).as_tuple())
+    normalizer = Normalizer.load(config.data_dir)  # its width: 263 (HumanML3D) or 251 (KIT-ML)
+    model = MotionTextEvaluator(
+        EvaluatorConfig.preset(config.preset, nfeats=len(normalizer.mean), **config.model_overrides())
+    )
+    model.set_normalization_(*normalizer.as_tuple())
     return model
 
 

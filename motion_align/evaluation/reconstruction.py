@@ -19,6 +19,7 @@ import torch
 from motion_align.data.tokenized import encode_clips
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.humanml3d import read_features, read_split
+from motion_align.motion.skeleton import skeleton_for_features
 
 
 @torch.no_grad()
@@ -40,14 +41,16 @@ def reconstruct(
 
 
 def mpjpe_mm(originals: Sequence[np.ndarray], recons: Sequence[np.ndarray]) -> dict[str, float]:
-    """Global and root-relative MPJPE (mm) over all frames of all clips."""
+    """Global and root-relative MPJPE (mm) over all frames of all clips (KIT-ML joints are in mm already)."""
     global_sum = relative_sum = count = 0.0
+    to_mm = 1000.0
     for original, recon in zip(originals, recons, strict=True):
+        to_mm = 1000.0 * skeleton_for_features(original.shape[-1]).metres_per_unit
         a, b = joints_from_features(original), joints_from_features(recon)
         global_sum += np.linalg.norm(a - b, axis=-1).sum()
         relative_sum += np.linalg.norm((a - a[:, :1]) - (b - b[:, :1]), axis=-1).sum()
         count += a.shape[0] * a.shape[1]
-    return {"mpjpe_mm": 1000 * global_sum / count, "mpjpe_root_relative_mm": 1000 * relative_sum / count}
+    return {"mpjpe_mm": to_mm * global_sum / count, "mpjpe_root_relative_mm": to_mm * relative_sum / count}
 
 
 def evaluate_reconstruction(

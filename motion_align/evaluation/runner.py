@@ -13,6 +13,7 @@ from typing import Any
 
 from motion_align.evaluation.protocol import Evaluation, ProtocolConfig, format_tables, policy_generator
 from motion_align.evaluation.t2m_protocol import T2MEvaluation, T2MProtocolConfig
+from motion_align.motion.humanml3d import folder_skeleton
 from motion_tokenizer.atomic_files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ def run_evaluation(
         evaluation: Evaluation | T2MEvaluation = T2MEvaluation(scorer, corpus, config)
         label = f"{T2MEvaluation.label}, {describe_evaluator(scorer)}"
     else:
-        if judge:
+        if judge and folder_skeleton(corpus).name != "humanml3d":
+            logger.info("%s: no event accuracies: the event judge reads SMPL-22 (HumanML3D) joints", corpus)
+        elif judge:
             from motion_align.rewards.event_judge import EventJudge
 
             event_judge = EventJudge()

@@ -76,8 +76,11 @@ class RetrievalTrainingConfig(LoopConfig):
 
 def build_model(config: RetrievalTrainingConfig) -> TextMotionRetrieval:
     """A fresh retrieval model of the configured preset, normalised with the data folder's Mean/Std."""
-    model = TextMotionRetrieval(RetrievalConfig.preset(config.preset, **config.model_overrides()))
-    model.set_normalization_(*Normalizer.load(config.data_dir).as_tuple())
+    normalizer = Normalizer.load(config.data_dir)  # its width: 263 (HumanML3D) or 251 (KIT-ML)
+    model = TextMotionRetrieval(
+        RetrievalConfig.preset(config.preset, nfeats=len(normalizer.mean), **config.model_overrides())
+    )
+    model.set_normalization_(*normalizer.as_tuple())
     return model
 
 

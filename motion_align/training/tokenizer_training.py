@@ -63,9 +63,12 @@ class TokenizerTrainingConfig(LoopConfig):
 
 
 def build_model(config: TokenizerTrainingConfig) -> MotionVQVAE:
-    """A fresh tokenizer of the configured preset, normalised with the data folder's Mean/Std."""
-    model = MotionVQVAE(VQVAEConfig.preset(config.preset, **config.model_overrides()))
-    model.set_normalization_(*Normalizer.load(config.data_dir).as_tuple())
+    """A fresh tokenizer of the configured preset for the data folder's feature width (263 HumanML3D, 251
+    KIT-ML), normalised with its Mean/Std."""
+    normalizer = Normalizer.load(config.data_dir)
+    overrides = {"nfeats": len(normalizer.mean), **config.model_overrides()}
+    model = MotionVQVAE(VQVAEConfig.preset(config.preset, **overrides))
+    model.set_normalization_(*normalizer.as_tuple())
     return model
 
 
