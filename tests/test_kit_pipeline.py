@@ -85,12 +85,13 @@ def test_kit_ml_through_tokenizer_sft_alignment_evaluation_and_rendering(kit_cor
     assert main(["evaluate", "--data", str(kit_corpus), "--evaluator", str(tmp_path / "evaluator"),
                  "--policy", f"sft={tmp_path / 'sft'}", "--policy", f"ipo={tmp_path / 'ipo'}",
                  "--motion-tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "eval"),
-                 "--repeats", "2", "--mm-prompts", "2", "--mm-samples", "10",
+                 "--repeats", "2", "--mm-prompts", "2", "--mm-samples", "10", "--grammar", "ipo",
                  "--generation-rounds", "1"]) == 0  # fmt: skip
     record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(record["rows"]) == {"real", "reconstruction", "sft", "ipo"}
     assert all("events" not in row for row in record["rows"].values())  # the event judge reads SMPL-22 only
     assert np.isfinite(record["rows"]["ipo"]["metrics"]["FID"]["mean"])
+    assert record["rows"]["ipo"]["motion_grammar"] and record["rows"]["ipo"]["placeholders"] == 0
     clip_id = read_split(kit_corpus, "test")[0]
     assert main(["render", str(kit_corpus), "--id", clip_id, "--out", str(tmp_path / "render"),
                  "--formats", "png"]) == 0  # fmt: skip

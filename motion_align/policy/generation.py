@@ -171,10 +171,12 @@ class _MotionGrammar(LogitsProcessor):
     ``prompt_length`` leading ids of every row are not generated (T5: the decoder start; LLaMA: the
     left-padded prompt)."""
 
-    def __init__(self, ids: Sequence[int], codebook_size: int, eos: int, prompt_length: int) -> None:
+    def __init__(
+        self, ids: Sequence[int], codebook_size: int, eos: int, prompt_length: int, min_codes: int = MIN_CODES
+    ) -> None:
         self.first_code, self.som, self.eom = ids[0], ids[codebook_size], ids[codebook_size + 1]
         self.codebook_size, self.eos, self.prompt_length = codebook_size, eos, prompt_length
-        self.min_codes, self.max_codes = MIN_CODES, MAX_CODES
+        self.min_codes, self.max_codes = min_codes, MAX_CODES
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         generated = input_ids[:, self.prompt_length :]
@@ -238,7 +240,9 @@ def generate_token_rows(
     kwargs = sampling.generate_kwargs()
     if sampling.motion_grammar:
         prompt_length = 1 if family == "t5" else inputs["input_ids"].shape[1]
-        grammar = _MotionGrammar(ids, vocab.codebook_size, tokenizer.eos_token_id, prompt_length)
+        shortest = next((sk.min_frames for sk in SKELETONS.values() if sk.fps == fps), MIN_FRAMES)  # KIT: 24
+        grammar = _MotionGrammar(ids, vocab.codebook_size, tokenizer.eos_token_id, prompt_length,
+                                 -(-shortest // FRAMES_PER_CODE))  # fmt: skip
         kwargs["logits_processor"] = LogitsProcessorList([grammar])
     elif sampling.motion_only:  # codes, start and end of motion, eos; never the mask token or text
         kwargs["logits_processor"] = LogitsProcessorList(

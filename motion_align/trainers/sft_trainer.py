@@ -29,8 +29,8 @@ from transformers import TrainerCallback, set_seed
 from trl import SFTTrainer
 from trl.trainer.utils import pad
 
-from motion_align.data.sft import read_codebook_size, read_tokenization
-from motion_align.policy.generation import FRAMES_PER_CODE, MAX_FRAMES, MIN_FRAMES, record_motion_tokenizer
+from motion_align.data.sft import read_codebook_size, read_dataset, read_tokenization
+from motion_align.policy.generation import FRAMES_PER_CODE, record_motion_tokenizer
 from motion_align.policy.model import (
     build_policy,
     format_prompt,
@@ -174,9 +174,13 @@ def get_sft_policy(config: Any) -> tuple[Any, Any]:
     if config.preset in ("tiny", "small"):
         corpus = config.corpus_dir or _recorded_corpus(config.data_dir)
         captions = corpus_captions(corpus, "train")
-        if config.length_prompts:  # every duration 40, 44, ..., 196 frames, in turn over the captions
-            lengths = range(MIN_FRAMES, MAX_FRAMES + 1, FRAMES_PER_CODE)
-            prompts = [format_prompt(c, lengths[n % len(lengths)], template) for n, c in enumerate(captions)]
+        if (
+            config.length_prompts
+        ):  # every duration (HumanML3D 40, 44, ..., 196 frames) in turn over the captions
+            skeleton = read_dataset(config.data_dir)
+            lengths = range(skeleton.min_frames, skeleton.max_frames + 1, FRAMES_PER_CODE)
+            prompts = [format_prompt(c, lengths[n % len(lengths)], template, fps=skeleton.fps)
+                       for n, c in enumerate(captions)]  # fmt: skip
         else:
             prompts = [format_prompt(caption, template=template) for caption in captions]
         tokenizer = train_text_tokenizer(prompts, config.family, vocab_size=config.text_vocab_size)
