@@ -41,6 +41,7 @@ import numpy as np
 
 from motion_align.evaluation.metrics import confidence_interval, distance_matrix, fid
 from motion_align.motion.humanml3d import Caption, read_captions, read_features, read_split
+from motion_align.motion.skeleton import skeleton_for_features
 
 __all__ = ["T2MEvaluation", "T2MItem", "T2MPass", "T2MProtocolConfig", "crop_motion", "diversity_t2m",
            "draw_pass", "matching_scores", "multimodality_t2m", "t2m_items"]  # fmt: skip
@@ -49,8 +50,6 @@ UNIT_LENGTH = 4
 MAX_MOTION_LENGTH = 196
 #: Frames per second the released loader multiplies span tags by, for either dataset.
 TAG_FPS = 20
-#: Shortest clip or span kept, per dataset (by feature width): HumanML3D 40, KIT-ML 24.
-MIN_FRAMES = {263: 40, 251: 24}
 METRICS = ("R@1", "R@2", "R@3", "FID", "MM-Dist", "Diversity", "MultiModality")
 
 
@@ -90,7 +89,9 @@ def t2m_items(root: str | Path, split: str = "test", min_frames: int | None = No
     items = []
     for clip_id in read_split(root, split):
         features = read_features(root, clip_id)
-        shortest = min_frames if min_frames is not None else MIN_FRAMES.get(features.shape[1], 40)
+        shortest = (
+            min_frames if min_frames is not None else skeleton_for_features(features.shape[1]).min_frames
+        )
         if not shortest <= len(features) < 200:
             continue
         whole = []
