@@ -41,6 +41,12 @@ def _clips(folder, count=3, frames=FRAMES):
     return motions
 
 
+def joints_argv(joints, captions, out, *extra: str) -> list[str]:
+    """``motion-align import joints`` of the arrays in ``joints`` at 30 fps."""
+    return ["import", "joints", "--joints", str(joints), "--fps", "30", "--captions", str(captions),
+            "--out", str(out), *extra]  # fmt: skip
+
+
 def _captions(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -115,22 +121,9 @@ def test_import_joints_writes_a_folder_the_readers_take(tmp_path):
 def test_the_command_line(tmp_path, capsys):
     _clips(tmp_path / "joints")
     captions = _captions(tmp_path / "captions.jsonl", ROWS)
-    args = [
-        "import",
-        "joints",
-        "--joints",
-        str(tmp_path / "joints"),
-        "--fps",
-        "30",
-        "--captions",
-        str(captions),
-        "--out",
-        str(tmp_path / "hml"),
-        "--split",
-        "0.8,0.1,0.1",
-        "--tagger",
-        "builtin",
-    ]
+    args = joints_argv(
+        tmp_path / "joints", captions, tmp_path / "hml", "--split", "0.8,0.1,0.1", "--tagger", "builtin"
+    )
     assert main(args) == 0
     assert "3 clips (train 3, val 0, test 0), 5 captions tagged by builtin" in capsys.readouterr().out
     assert main(args) == 2  # --out is not empty now
@@ -273,20 +266,7 @@ def test_a_failure_after_some_clips_leaves_nothing(tmp_path, capsys):
     motions = _clips(tmp_path / "joints")
     np.save(tmp_path / "joints" / "clip2.npy", _with_nan(motions["clip2"]))
     captions = _captions(tmp_path / "c.jsonl", ROWS)
-    args = [
-        "import",
-        "joints",
-        "--joints",
-        str(tmp_path / "joints"),
-        "--fps",
-        "30",
-        "--captions",
-        str(captions),
-        "--out",
-        str(tmp_path / "out"),
-        "--tagger",
-        "builtin",
-    ]
+    args = joints_argv(tmp_path / "joints", captions, tmp_path / "out", "--tagger", "builtin")
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("motion-align import: error: ") and err.endswith(
@@ -319,18 +299,7 @@ def test_without_spacy_the_message_names_the_extra(tmp_path, monkeypatch, capsys
             get_tagger("spacy")
         _clips(tmp_path / "joints")
         captions = _captions(tmp_path / "c.jsonl", ROWS)
-        args = [
-            "import",
-            "joints",
-            "--joints",
-            str(tmp_path / "joints"),
-            "--fps",
-            "30",
-            "--captions",
-            str(captions),
-            "--out",
-            str(tmp_path / "out"),
-        ]
+        args = joints_argv(tmp_path / "joints", captions, tmp_path / "out")
         assert main(args) == 2
         assert "pip install 'motion-align[tagging]'" in capsys.readouterr().err
     finally:
