@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from motion_align.data.preferences import DEGREES
+from motion_align.training.trackers import trainer_trackers
 
 #: Hyper-parameters that every alignment run's model card lists (beside its method's own, ``card_fields``).
 TRAINING_CARD_FIELDS = (
@@ -53,17 +54,22 @@ def check_training_counts(config) -> None:
 @dataclass
 class CpuDefaults:
     """TrainingArguments defaults changed for CPU runs: fp32, no gradient checkpointing, no pinned memory, no
-    reporting; and the gloo backend of :func:`cpu_backend` when there is no GPU."""
+    reporting unless ``report_to`` names trackers (checked: :mod:`motion_align.training.trackers`); and the
+    gloo backend of :func:`cpu_backend` when there is no GPU."""
 
     bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (fails on CPU)."})
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing (off unless set)."}
     )
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches (GPU only)."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none by default."})
+    report_to: None | str | list[str] = field(
+        default="none",
+        metadata={"help": "Experiment trackers: none, all, or names (tensorboard, wandb, trackio...; a,b)."},
+    )
 
     def __post_init__(self) -> None:
         check_training_counts(self)
+        self.report_to = trainer_trackers(self.report_to)  # unknown or not installed: one line
         cpu_backend(self)
         super().__post_init__()  # TRL's config, next in the method resolution order
 

@@ -8,6 +8,9 @@ whose batches depend only on (seed, step, rank). The loop owns the rest: AdamW w
 gradient clipping, a progress bar, ``log.jsonl``, checkpoints every ``save_steps`` (model, AdamW state and
 every rank's RNG, pickle-free: :mod:`motion_align.training.checkpoints`), ``--resume_from_checkpoint`` that
 ends exactly where an uninterrupted run would have, and the final save and held-out evaluation.
+
+``--report_to`` (:mod:`motion_align.training.trackers`) also sends every ``log.jsonl`` line, under the same
+names, and the final evaluation to accelerate's trackers (TensorBoard under ``<output_dir>/runs/<name>``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from motion_align.training.checkpoints import (
     save_checkpoint,
     truncate_log,
 )
+from motion_align.training.trackers import accelerator_options, loop_trackers, numbers, tracker_config
 from motion_tokenizer.atomic_files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -70,6 +74,10 @@ class LoopConfig:
     seed: int = field(default=42, metadata={"help": "Seed of the model init and of the batches."})
     num_threads: int | None = field(default=None, metadata={"help": "torch threads per process (CPU)."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar."})
+    report_to: None | str | list[str] = field(
+        default="none",
+        metadata={"help": "Experiment trackers: none, all, or names (tensorboard, wandb, trackio...; a,b)."},
+    )
 
     def __post_init__(self) -> None:
         """The counts and rates checked when the config is parsed, before anything is created."""
@@ -90,11 +98,18 @@ class LoopConfig:
             )
         if self.lr_scheduler_type not in SCHEDULES:
             raise ValueError(f"lr_scheduler_type must be one of {SCHEDULES}, got {self.lr_scheduler_type!r}")
+        self.report_to = loop_trackers(self.report_to)
+
+
+def new_accelerator(config: LoopConfig) -> Accelerator:
+    """An accelerator that logs to the trackers of ``config.report_to`` (TensorBoard under
+    ``<output_dir>/runs``)."""
+    return Accelerator(**accelerator_options(loop_trackers(config.report_to), config.output_dir))
 
 
 def start_run(config: LoopConfig, accelerator: Accelerator | None) -> Accelerator:
     """The accelerator of a run (a new one when None), with torch's threads and seed set from ``config``."""
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or new_accelerator(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
@@ -132,6 +147,7 @@ def train_loop(
         if accelerator.is_main_process:
             truncate_log(out / LOG_FILE, step)
         logger.info("resumed from %s at step %d", path, step)
+    start_trackers(config, accelerator, name)
     model.train()
     start_time = time.perf_counter()
     bar = tqdm(range(step, config.max_steps), initial=step, total=config.max_steps, desc=name,
@@ -155,11 +171,31 @@ def train_loop(
                 out.mkdir(parents=True, exist_ok=True)
                 with open(out / LOG_FILE, "a") as handle:
                     handle.write(json.dumps(line) + "\n")
+            accelerator.log({key: value for key, value in line.items() if key != "step"}, step=done)
         if done % config.save_steps == 0 and done < config.max_steps:
             save_checkpoint(accelerator, model, optimizer, scheduler, out, done)
             if accelerator.is_main_process:
                 prune_checkpoints(out, config.save_total_limit)
     return model, time.perf_counter() - start_time
+
+
+def start_trackers(config: LoopConfig, accelerator: Accelerator, name: str) -> None:
+    """Starts the run of each tracker of ``config.report_to`` (main process), project ``name``, with the
+    config as its hyper-parameters. An accelerator made without them (passed in by the caller) logs to none,
+    with a warning."""
+    wanted = loop_trackers(config.report_to)
+    if wanted and not accelerator.log_with:
+        logger.warning("report_to %s ignored: the accelerator passed in was made without log_with", wanted)
+    if accelerator.log_with:
+        accelerator.init_trackers(name, config=tracker_config(asdict(config)))
+
+
+def stop_trackers(accelerator: Accelerator) -> None:
+    """Finishes the trackers' runs (their files flushed and closed); ``accelerator.end_training`` has none
+    left to finish."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.trackers.clear()
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -177,7 +213,8 @@ def finish(
 ) -> dict:
     """Saves the trained model and ``training_config.json`` to ``output_dir`` and measures it on
     ``eval_split`` (``evaluate``), all on the main process; returns the record (main process) also written
-    to ``eval_results.json``: ``record`` (timings), the world size, the steps and the evaluation.
+    to ``eval_results.json``: ``record`` (timings), the world size, the steps and the evaluation, whose
+    numbers also go to the trackers (``<eval_split>/<name>`` at the last step), which are then finished.
 
     A ValueError of the evaluation is raised after the last barrier, so that no other process waits forever.
     """
@@ -193,8 +230,10 @@ def finish(
         try:
             record[config.eval_split] = evaluate(trained)
             write_json(out / "eval_results.json", record)
+            accelerator.log(numbers({config.eval_split: record[config.eval_split]}), step=config.max_steps)
         except ValueError as err:
             failure = err
+    stop_trackers(accelerator)
     accelerator.wait_for_everyone()
     if failure is not None:
         raise failure
@@ -202,13 +241,11 @@ def finish(
 
 
 def end_processes(accelerator: Accelerator) -> None:
-    """The clean end of a (multi-process) run: every process waits for the others, then the process group is
-    destroyed (without it a few gloo runs crash at exit)."""
-    import torch.distributed as dist
-
+    """The clean end of a (multi-process) run: every process waits for the others, then
+    ``accelerator.end_training()`` finishes any tracker still running and destroys the process group (without
+    it a few gloo runs crash at exit)."""
     accelerator.wait_for_everyone()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    accelerator.end_training()
 
 
 def run_training_recipe(config_class: type, train: Callable[[Any, Accelerator], dict], script: str) -> None:
@@ -219,7 +256,7 @@ def run_training_recipe(config_class: type, train: Callable[[Any, Accelerator], 
     def main() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         config = parse_recipe_config(config_class)
-        accelerator = Accelerator()
+        accelerator = new_accelerator(config)
         logging.info("world size %d, device %s", accelerator.num_processes, accelerator.device)
         record = train(config, accelerator)
         if accelerator.is_main_process:
