@@ -3,9 +3,10 @@
 - :mod:`~motion_align.cli.data`: synth, stats, render, tokenize
 - :mod:`~motion_align.cli.generation`: length-estimator, generate, validity
 - :mod:`~motion_align.cli.evaluation`: evaluate
-- :mod:`~motion_align.cli.pairs`: pairs (judged, labels)
+- :mod:`~motion_align.cli.pairs`: pairs (judged, labels; the Hub push in :mod:`~motion_align.cli.pair_hub`)
 - :mod:`~motion_align.cli.push`: push
-- :mod:`~motion_align.cli.interop`: import (MotionGPT, T2M-GPT)
+- :mod:`~motion_align.cli.interop`: import (MotionGPT, T2M-GPT, T2M evaluator, joints, BVH)
+- :mod:`~motion_align.cli.export`: export (BVH, NPZ, JSON)
 - :mod:`~motion_align.cli.demo`: demo
 
 Handlers import what they need when they run, so ``motion-align --help`` starts without torch.
@@ -20,6 +21,7 @@ import sys
 from motion_align.cli.data import add_data_commands
 from motion_align.cli.demo import add_demo_commands
 from motion_align.cli.evaluation import add_evaluation_commands
+from motion_align.cli.export import add_export_command
 from motion_align.cli.generation import add_generation_commands
 from motion_align.cli.interop import add_import_command
 from motion_align.cli.pairs import add_pairs_command
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pairs_command(commands)
     add_push_command(commands)
     add_import_command(commands)
+    add_export_command(commands)
     return parser
 
 

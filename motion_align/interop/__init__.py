@@ -4,4 +4,6 @@
 (:mod:`~motion_align.interop.checkpoint_files`, :mod:`~motion_align.interop.plain_pickle`); your own motions
 as a HumanML3D folder (:mod:`~motion_align.interop.own_motions`: joint arrays, BVH files through
 :mod:`~motion_align.interop.bvh` and the rig maps of :mod:`~motion_align.interop.rigs`, captions through
-:mod:`~motion_align.interop.caption_files` and :mod:`~motion_align.interop.caption_tagging`)."""
+:mod:`~motion_align.interop.caption_files` and :mod:`~motion_align.interop.caption_tagging`); and motions
+out to other tools as BVH, NPZ or JSON files (:mod:`~motion_align.interop.export`,
+:mod:`~motion_align.interop.bvh_writer`)."""
