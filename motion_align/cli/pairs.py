@@ -1,9 +1,11 @@
-"""``motion-align pairs judged|labels``: the command line of :mod:`motion_align.data.pair_builders`."""
+"""``motion-align pairs judged|labels``: the command line of :mod:`motion_align.data.pair_builders` (and, with
+``--push-to-hub``, of :mod:`motion_align.cli.pair_hub`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from motion_align.data.pair_builders import (
     corpus_prompts,
     judged_pairs,
 )
-from motion_align.data.preferences import DEGREES, save_preferences
+from motion_align.data.preferences import DEGREES, load_preferences, read_json_records, save_preferences
 
 REPORT_FILE = "pairs_report.json"
 SCORERS = ("judge", "reward", "judge+reward")
@@ -50,13 +52,48 @@ def no_pairs_reason(report: dict[str, Any], min_gap: float) -> str:
     return f"no prompt has two distinct valid samples ({counts}, {report['duplicates']} duplicates)"
 
 
+def _hub_token(args: argparse.Namespace) -> str | None:
+    """The token of ``--push-to-hub`` (None without it), checked before any pair is built."""
+    if not args.push_to_hub:
+        for flag, given in (("--private", args.private), ("--token-env", args.token_env != "HF_TOKEN")):
+            if given:
+                raise ValueError(f"{flag} is only read with --push-to-hub ID")
+        return None
+    from motion_align.cli.pair_hub import hub_token
+
+    return _hub_guard(args, lambda: hub_token(args.push_to_hub, args.token_env))
+
+
+def _hub_guard(args: argparse.Namespace, call: Any, saved: Path | None = None) -> Any:
+    """``call()``; a HubPushError is one line on stderr and exit status 1, as for ``motion-align push``."""
+    from motion_align.hub import HubPushError
+
+    try:
+        return call()
+    except HubPushError as err:
+        kept = f" (the pairs are saved in {saved}, not pushed)" if saved else " (no pair was built)"
+        print(f"motion-align pairs {args.pairs_command}: error: {err}{kept}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _push(args: argparse.Namespace, out: Path, token: str | None, info: Any) -> None:
+    """Push the pairs saved in ``out`` with their card to ``--push-to-hub``; print the commit URL."""
+    from motion_align.cli.pair_hub import command_line, push_pairs
+
+    info.command = command_line(args.command_parser, args)
+    pairs = load_preferences(out)  # the rows as saved: the Hub gets exactly these
+    url = _hub_guard(args, lambda: push_pairs(pairs, args.push_to_hub, info, token, args.private), out)
+    print(f"pushed {len(pairs)} pairs to the Hub dataset {args.push_to_hub}: {url}")
+
+
 def _judged_command(args: argparse.Namespace) -> None:
-    from motion_align.policy.generation import load_generator
+    from motion_align.policy.generation import load_generator, recorded_motion_tokenizer
     from motion_tokenizer.atomic_files import write_atomic
 
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty: pass --overwrite to replace it")
+    token = _hub_token(args)
     scorer = _scorer_from_args(args)
     prompts = corpus_prompts(args.corpus, args.split, args.num_prompts, args.seed, args.scorer != "reward")
     model, tokenizer, motion_tokenizer = load_generator(args.model, args.tokenizer)
@@ -74,15 +111,82 @@ def _judged_command(args: argparse.Namespace) -> None:
     write_atomic(out / REPORT_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     print(text, end="")
     print(f"wrote {out}: {report['pairs']} pairs from {report['prompts']} prompts ({report['source']})")
+    if args.push_to_hub:
+        tokenizer_dir = args.tokenizer or recorded_motion_tokenizer(Path(args.model))
+        _push(args, out, token, _judged_card(args, report, str(tokenizer_dir), codebook_size))
+
+
+def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir: str, codebook_size: int):
+    from motion_align.cli.pair_hub import PairCardInfo
+
+    scorer = {"judge": "the event judge", "reward": "the retrieval reward"}.get(
+        args.scorer,
+        "the event judge and the retrieval reward (the mean of their "
+        + ("within-prompt ranks)" if args.combine == "rank" else "scores)"),
+    )
+    much, better, slightly = report["thresholds"]
+    rule = (f"the degree is the pair's score gap (chosen - rejected): much_better from {much}, better from "
+            f"{better}, slightly_better from {slightly}, unsure below; pairs whose gap is at most --min-gap "
+            f"{report['min_gap']} are dropped")  # fmt: skip
+    made_from = {"policy": args.model, "motion tokenizer": tokenizer_dir, "corpus": args.corpus,
+                 "split": args.split, "scorer": f"{args.scorer} (source {report['source']})",
+                 "reward model": args.reward}  # fmt: skip
+    settings = {name: report.get(name) for name in ("num_samples", "pairs_per_prompt", "temperature", "top_k",
+                                                   "top_p", "seed", "batch_size", "min_gap")}  # fmt: skip
+    settings["num_prompts"] = args.num_prompts or "all"
+    counts = {name: report[name] for name in ("prompts", "prompts_with_pairs", "samples", "invalid",
+                                              "duplicates", "candidates", "pairs")}  # fmt: skip
+    counts["dropped (score gap <= min gap)"] = report["dropped_small_gap"]
+    counts.update({f"pairs {d}": report["degrees"][d] for d in DEGREES})
+    counts.update({name: report[name] for name in ("mean_chosen_score", "mean_rejected_score", "mean_gap")})
+    made_by = (
+        f"sampled from a policy ({args.num_samples} motions per caption) and ranked by {scorer}, as AToM does"
+    )
+    made_from = {name: value for name, value in made_from.items() if value is not None}
+    return PairCardInfo(made_by, rule, made_from, settings, counts, codebook_size=codebook_size)
 
 
 def _labels_command(args: argparse.Namespace) -> None:
     from motion_align.data.preference_import import import_instructmotion
 
+    token = _hub_token(args)
     dataset = import_instructmotion(args.labels, args.tokens, args.codebook_size, not args.no_unsure)
     out = save_preferences(dataset, args.out, args.codebook_size, overwrite=args.overwrite)
     degrees = Counter(dataset["degree"])
     print(f"wrote {out}: {len(dataset)} pairs; " + ", ".join(f"{d} {degrees.get(d, 0)}" for d in DEGREES))
+    if args.push_to_hub:
+        _push(args, out, token, _labels_card(args, len(dataset), degrees))
+
+
+def _labels_card(args: argparse.Namespace, pairs: int, degrees: Counter):
+    """The card of imported labels; the dropped pairs counted from the labels file (skipped ones, and
+    "unsure" ones with --no-unsure: the import kept every other record)."""
+    from motion_align.cli.pair_hub import PairCardInfo
+    from motion_align.data.preference_import import CHOICE, DEGREE, SKIPPED
+
+    records, _ = read_json_records(args.labels)
+    skipped = sum(SKIPPED in (str(r["chosen"][-1][CHOICE]).strip().lower(),
+                              str(r["chosen"][-1].get(DEGREE)).strip().lower()) for r in records)  # fmt: skip
+    counts = {"labelled records": len(records), "pairs": pairs, "dropped (skipped by the annotator)": skipped,
+              "dropped (unsure, --no-unsure)": len(records) - pairs - skipped}  # fmt: skip
+    counts.update({f"pairs {d}": degrees.get(d, 0) for d in DEGREES})
+    if degrees.get(None):
+        counts["pairs without a degree"] = degrees[None]
+    made_from = {"labels file": args.labels, "token files": args.tokens, "codebook size": args.codebook_size}
+    settings = {"unsure pairs": "dropped (--no-unsure)" if args.no_unsure else "kept"}
+    rule = "the degree is the annotator's label (the last labelling entry of each pair)"
+    made_by = "imported from InstructMotion's human preference labels (Sheng et al., CVPRW 2024)"
+    return PairCardInfo(made_by, rule, made_from, settings, counts, codebook_size=args.codebook_size)
+
+
+def _add_hub_flags(parser: argparse.ArgumentParser) -> None:
+    hub = parser.add_argument_group("Hub", "push the pairs (and a dataset card) once --out is written")
+    hub.add_argument(
+        "--push-to-hub", metavar="ID", default=None, help="Hub dataset repo, e.g. user/motion-pairs"
+    )
+    hub.add_argument("--private", action="store_true", help="create the repo private")
+    hub.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding the token")
+    parser.set_defaults(command_parser=parser)
 
 
 def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
@@ -114,6 +218,7 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     judged.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is <= this")
     judged.add_argument("--out", required=True, help="folder for the dataset (save_preferences)")
     judged.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _add_hub_flags(judged)
     judged.set_defaults(func=_judged_command)
 
     labels = kinds.add_parser("labels", help="import InstructMotion's human preference labels")
@@ -123,5 +228,6 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     labels.add_argument("--no-unsure", action="store_true", help='drop "Negligibly better/unsure" pairs')
     labels.add_argument("--out", required=True, help="folder for the dataset (save_preferences)")
     labels.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _add_hub_flags(labels)
     labels.set_defaults(func=_labels_command)
     return pairs
