@@ -1,5 +1,7 @@
-"""`push_adapter` / `motion-align push` through the real huggingface_hub client against tests/hub_stand_in.py:
-adapters that load back bit-identical from the "Hub", model cards the Hub accepts, and clear errors."""
+"""`push_adapter` / `push_artifact` / `motion-align push` through the real huggingface_hub client against
+tests/hub_stand_in.py: adapters that load back bit-identical from the "Hub", a base and motion tokenizer
+pushed along and named by Hub id (no uploaded file names a folder of this machine), the artifact kind read
+from the folder's files, model cards the Hub accepts, and clear errors."""
 
 from __future__ import annotations
 
@@ -18,16 +20,19 @@ from hub_stand_in import FAKE_TOKEN
 from huggingface_hub import ModelCard, constants
 from peft import PeftModel, get_peft_model
 
-from motion_align.cli.push import add_push_command
+from motion_align.cli import main
+from motion_align.cli.push import add_push_command, metrics_from_file
 from motion_align.hub import (
     HubPushError,
+    LocalReferenceError,
     ModelCardInfo,
     build_model_card,
     card_info_from_folder,
-    metrics_from_file,
     push_adapter,
-    write_model_card,
+    push_artifact,
 )
+from motion_align.policy.artifacts import AmbiguousArtifactError, artifact_kind
+from motion_align.policy.generation import record_motion_tokenizer
 from motion_align.policy.lora import get_peft_config
 from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
 from motion_align.policy.text_tokenizer import train_text_tokenizer
@@ -36,7 +41,7 @@ from motion_align.policy.vocab import MotionVocab
 K = 8
 CAPTIONS = ["a person jumps twice", "someone waves a hand", "a person walks forward and turns"]
 TRAINING_INFO = {
-    "motion_tokenizer": "outputs/demo/tokenizer",
+    "motion_tokenizer": "user/motion-vqvae",
     "dataset": "user/motion-preferences",
     "rows": 3528,
     "method": "ipo",
@@ -49,11 +54,14 @@ ADAPTER_UPLOADS = {
     "README.md",
     "adapter_config.json",
     "adapter_model.safetensors",
+    "motion_tokenizer.json",  # written from the card's motion tokenizer (a Hub id)
     "motion_vocab.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "training_info.json",
 }
+POLICY_UPLOADS = {".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
+                  "motion_vocab.json", "tokenizer.json", "tokenizer_config.json"}  # fmt: skip
 
 
 @dataclass
@@ -71,17 +79,19 @@ def logits(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**inputs).logits
 
 
-def make_adapter(family: str, root: Path) -> Adapter:
+def make_adapter(family: str, root: Path, codebook_size: int = K) -> Adapter:
     """A tiny policy saved as the base, a LoRA adapter trained two steps on it, saved with extras."""
     torch.manual_seed(0)
     text_tokenizer = train_text_tokenizer(CAPTIONS + [format_prompt(c) for c in CAPTIONS], family, 96)
-    model, tokenizer = build_policy(family, "tiny", text_tokenizer, K)
+    model, tokenizer = build_policy(family, "tiny", text_tokenizer, codebook_size)
     save_policy(model, tokenizer, root / "base")
     base, tokenizer = load_policy(root / "base")
     prompt = tokenizer([format_prompt(c) for c in CAPTIONS[:2]], return_tensors="pt", padding=True)[
         "input_ids"
     ]
-    motion = torch.tensor([MotionVocab(K).codes_to_ids(c, tokenizer) for c in ([1, 2, 3], [4, 4, 5])])
+    motion = torch.tensor(
+        [MotionVocab(codebook_size).codes_to_ids(c, tokenizer) for c in ([1, 2, 3], [4, 4, 5])]
+    )
     if family == "t5":
         inputs = {"input_ids": prompt, "labels": motion}
     else:
@@ -139,25 +149,46 @@ def check_download(adapter: Adapter, repo_id: str) -> None:
     assert torch.equal(logits(local, adapter.inputs), adapter.logits)
 
 
-def test_push_adapter_round_trip_with_card(hub, adapters, adapter_copy, tmp_path):
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes: to show a push leaves the pushed folder as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_no_local_path(hub, repos: list[tuple[str, str]], *paths: Path) -> None:
+    """No file of the pushed repos (their head commits, as stored) names any of ``paths``."""
+    for repo_id, repo_type in repos:
+        files = [p for p in hub.repo_path(repo_id, repo_type).rglob("*") if p.is_file()]
+        assert files, repo_id
+        for file in files:
+            data = file.read_bytes()
+            for path in paths:
+                assert str(path).encode() not in data, (repo_id, file.name, str(path))
+
+
+def test_push_adapter_round_trip_with_card(hub, adapters, adapter_copy, tmp_path_factory):
     adapter, folder = adapters["t5"], adapter_copy("t5")
-    url = push_adapter(folder, "user/motion-ipo-t5", card=card_info(adapter))
+    before = snapshot(folder)
+    url = push_adapter(folder, "user/motion-ipo-t5", card=card_info(adapter), push_base="user/motion-sft-t5")
     assert url.startswith(f"{hub.endpoint}/user/motion-ipo-t5/commit/")
     assert set(huggingface_hub.list_repo_files("user/motion-ipo-t5")) == ADAPTER_UPLOADS | {".gitattributes"}
-    local = {p.name for p in folder.iterdir()}
-    assert local == ADAPTER_UPLOADS | {"checkpoints", "optimizer.pt", "training_args.bin"}  # never pushed
+    assert set(huggingface_hub.list_repo_files("user/motion-sft-t5")) == POLICY_UPLOADS
+    assert snapshot(folder) == before  # the pushed folder is never written (its README.md is PEFT's)
     assert "POST /api/validate-yaml -> 200" in hub.requests
     check_download(adapter, "user/motion-ipo-t5")
+    pushed = json.loads((hub.repo_path("user/motion-ipo-t5") / "adapter_config.json").read_text())
+    assert pushed["base_model_name_or_path"] == "user/motion-sft-t5"  # the base by Hub id, not by path
+    assert_no_local_path(hub, [("user/motion-ipo-t5", "model"), ("user/motion-sft-t5", "model")],
+                         tmp_path_factory.getbasetemp())  # fmt: skip
 
     card = ModelCard.load("user/motion-ipo-t5")
-    assert card.content == (folder / "README.md").read_text(encoding="utf-8")
     assert card.data.library_name == "peft" and card.data.pipeline_tag == "text2text-generation"
     assert card.data.tags == ["motion-align", "text-to-motion", "ipo", "lora"]
-    assert card.data.base_model is None  # a local path is no Hub id: named in the body only
+    assert card.data.base_model == "user/motion-sft-t5" and card.data.base_model_relation == "adapter"
     assert card.data.datasets == ["user/motion-preferences"]
+    assert card.data.motion_tokenizer == "user/motion-vqvae"
     for text in (
-        f"Base model: `{adapter.base}`",
-        "Motion tokenizer: `outputs/demo/tokenizer`",
+        "Base model: `user/motion-sft-t5`",
+        "Motion tokenizer: `user/motion-vqvae`",
         "Preference dataset: `user/motion-preferences`",
         "Rows: 3528",
         "| R@1 | 0.512 ± 0.004 |",
@@ -168,12 +199,17 @@ def test_push_adapter_round_trip_with_card(hub, adapters, adapter_copy, tmp_path
         TRAINING_INFO["command"],
         "LoRA (r 8, lora_alpha 16, lora_dropout 0.05)",
         "aligned with IPO",
-        'model = PeftModel.from_pretrained(base, "user/motion-ipo-t5")',
-        f'load_policy("{adapter.base}", dropout=0.0)',
+        'model = AutoPeftModelForSeq2SeqLM.from_pretrained("user/motion-ipo-t5").eval()',
+        'motion_tokenizer = MotionVQVAE.from_pretrained("user/motion-vqvae")',
+        'motion-align generate --model user/motion-ipo-t5 --prompt "a person walks forward and waves"',
     ):
         assert text in card.text, text
-    for name in ADAPTER_UPLOADS:  # the token reached no file on the Hub
-        assert FAKE_TOKEN not in (hub.repo_path("user/motion-ipo-t5") / name).read_text(errors="replace")
+    base_card = ModelCard.load("user/motion-sft-t5")
+    assert base_card.data.library_name == "transformers" and "sft" in base_card.data.tags
+    assert 'AutoModelForSeq2SeqLM.from_pretrained("user/motion-sft-t5")' in base_card.text
+    for repo in ("user/motion-ipo-t5", "user/motion-sft-t5"):  # the token reached no file on the Hub
+        for file in hub.repo_path(repo).iterdir():
+            assert FAKE_TOKEN.encode() not in file.read_bytes(), file
 
 
 def test_cli_push_reads_training_info_and_flags(hub, adapters, adapter_copy, tmp_path, capsys):
@@ -191,7 +227,7 @@ def test_cli_push_reads_training_info_and_flags(hub, adapters, adapter_copy, tmp
     args = parser.parse_args(
         [
             "push",
-            "--adapter",
+            "--adapter",  # the older name of --folder
             str(folder),
             "--repo-id",
             "user/motion-dpo-llama",
@@ -207,10 +243,13 @@ def test_cli_push_reads_training_info_and_flags(hub, adapters, adapter_copy, tmp
         ]
     )
     assert args.command == "push" and args.func(args) == 0
-    out = capsys.readouterr().out.strip()
-    assert out.startswith(f"{hub.endpoint}/user/motion-dpo-llama/commit/")
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == f"{folder}: LoRA adapter (--kind adapter, from its files)"
+    assert out[-1].startswith(f"{hub.endpoint}/user/motion-dpo-llama/commit/") and len(out) == 2
     assert hub.repos[("model", "user/motion-dpo-llama")].private
     check_download(adapter, "user/motion-dpo-llama")
+    pushed = json.loads((hub.repo_path("user/motion-dpo-llama") / "adapter_config.json").read_text())
+    assert pushed["base_model_name_or_path"] == "org/llama-sft"  # the flag names the base on the Hub
 
     card = ModelCard.load("user/motion-dpo-llama")
     assert card.data.base_model == "org/llama-sft" and card.data.pipeline_tag == "text-generation"
@@ -222,7 +261,8 @@ def test_cli_push_reads_training_info_and_flags(hub, adapters, adapter_copy, tmp
         "python train.py --seed 3",
         "Rows: 3528",
         "A LoRA adapter for a LLaMA text-to-motion token policy, aligned with DPO",
-        "Motion tokenizer: `outputs/demo/tokenizer`",
+        "Motion tokenizer: `user/motion-vqvae`",
+        'model = AutoPeftModelForCausalLM.from_pretrained("user/motion-dpo-llama").eval()',
     ):
         assert text in card.text, text
     assert "0.512" not in card.text and TRAINING_INFO["command"] not in card.text  # the flags won
@@ -236,7 +276,7 @@ def test_card_carries_no_secrets(adapters, adapter_copy, monkeypatch):
     )
     hyper = {"hub_token": "hf_zzzzzzzzzzzzzzzz", "judge_api_key": "plainsecret2", "max_new_tokens": 256}
     info = card_info(adapters["t5"], command=command, hyperparameters=hyper)
-    text = write_model_card(adapter_copy("t5"), info).read_text(encoding="utf-8")
+    text = str(build_model_card(adapter_copy("t5"), info))
     for secret in (
         FAKE_TOKEN,
         "sk-abcdefghijklmnopqrst",
@@ -261,6 +301,7 @@ def test_card_metadata_follows_the_hub_fields(adapters, adapter_copy):
     meta = yaml.safe_load(str(card).split("---")[1])
     assert meta == {
         "base_model": "google/flan-t5-base",
+        "base_model_relation": "adapter",
         "library_name": "peft",
         "license": "mit",
         "pipeline_tag": "text2text-generation",
@@ -269,22 +310,21 @@ def test_card_metadata_follows_the_hub_fields(adapters, adapter_copy):
     assert "Rows: not recorded" in card.text and "aligned with DPO" in card.text
 
 
-def test_wrong_or_missing_token_says_what_to_do(hub, adapter_copy, monkeypatch, tmp_path, capsys):
-    folder = adapter_copy("t5")
+def test_wrong_or_missing_token_says_what_to_do(hub, adapters, adapter_copy, monkeypatch, tmp_path, capsys):
+    folder, card = adapter_copy("t5"), card_info(adapters["t5"], base_model="org/t5-sft")
     with pytest.raises(
         HubPushError,
         match=r"answered 401: set HF_TOKEN or run `hf auth login`; the token "
         r"needs write access to user/nope",
     ) as err:
-        push_adapter(folder, "user/nope", token="hf_WrongTokenForThisTest")
+        push_adapter(folder, "user/nope", token="hf_WrongTokenForThisTest", card=card)
     assert "hf_WrongTokenForThisTest" not in str(err.value)
 
     monkeypatch.setenv("MY_HUB_TOKEN", "hf_WrongTokenForThisTest")
     parser = argparse.ArgumentParser()
     add_push_command(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["push", "--adapter", str(folder), "--repo-id", "user/nope", "--token-env", "MY_HUB_TOKEN"]
-    )
+    args = parser.parse_args(["push", "--folder", str(folder), "--repo-id", "user/nope", "--token-env",
+                              "MY_HUB_TOKEN", "--base-model", "org/t5-sft"])  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         args.func(args)
     assert exit_info.value.code == 1
@@ -295,12 +335,12 @@ def test_wrong_or_missing_token_says_what_to_do(hub, adapter_copy, monkeypatch, 
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
     before = len(hub.requests)
     with pytest.raises(HubPushError, match="no Hub token found: set HF_TOKEN or run `hf auth login`"):
-        push_adapter(folder, "user/nope")
+        push_adapter(folder, "user/nope", card=card)
     assert len(hub.requests) == before  # refused before any request
     assert not hub.repos.get(("model", "user/nope"))
 
 
-def test_unreachable_endpoint_is_named(adapter_copy, monkeypatch):
+def test_unreachable_endpoint_is_named(adapters, adapter_copy, monkeypatch):
     with socket.socket() as sock:  # a port where nothing listens
         sock.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -308,7 +348,8 @@ def test_unreachable_endpoint_is_named(adapter_copy, monkeypatch):
     with pytest.raises(
         HubPushError, match=rf"cannot reach the Hub at {endpoint} \(ConnectError.*HF_ENDPOINT"
     ):
-        push_adapter(adapter_copy("t5"), "user/x", token=FAKE_TOKEN)
+        card = card_info(adapters["t5"], base_model="org/t5-sft")
+        push_adapter(adapter_copy("t5"), "user/x", token=FAKE_TOKEN, card=card)
 
 
 def test_folder_without_adapter_is_refused(hub, tmp_path):
@@ -326,21 +367,138 @@ def test_folder_without_adapter_is_refused(hub, tmp_path):
         push_adapter(tmp_path / "pickled", "user/x")
     with pytest.raises(FileNotFoundError, match="no such adapter folder"):
         push_adapter(tmp_path / "missing", "user/x")
+    with pytest.raises(ValueError, match="holds no artifact: expected adapter_config.json"):
+        push_artifact(tmp_path / "empty", "user/x")
     assert hub.requests == []
 
 
 def test_refused_metadata_branch_and_token_in_a_file(hub, adapters, adapter_copy):
     folder = adapter_copy("t5")
+    card = card_info(adapters["t5"], base_model="org/t5-sft")
     with pytest.raises(HubPushError, match='(?s)refused the model card.*"license" must be one of'):
-        push_adapter(folder, "user/card", card=card_info(adapters["t5"], license="my-own-license"))
+        push_adapter(
+            folder, "user/card", card=card_info(adapters["t5"], base_model="org/t5", license="my-own")
+        )
     assert "POST /api/validate-yaml -> 400" in hub.requests
     with pytest.raises(HubPushError, match="user/card at .* has no branch 'no-such-branch'"):
-        push_adapter(folder, "user/card", card=card_info(adapters["t5"]), revision="no-such-branch")
+        push_adapter(folder, "user/card", card=card, revision="no-such-branch")
     info = json.loads((folder / "training_info.json").read_text())
     (folder / "training_info.json").write_text(json.dumps({**info, "note": FAKE_TOKEN}))
     with pytest.raises(HubPushError, match="training_info.json contains the Hub token: remove it"):
-        push_adapter(folder, "user/card")
+        push_adapter(folder, "user/card", card=card)
     assert huggingface_hub.list_repo_files("user/card") == [".gitattributes"]  # nothing was committed
+
+
+def test_a_local_base_or_motion_tokenizer_is_pushed_along_or_refused(hub, adapters, adapter_copy, tmp_path):
+    folder, adapter = adapter_copy("t5"), adapters["t5"]
+    with pytest.raises(
+        LocalReferenceError,
+        match=rf"^the base policy {adapter.base} is a local folder: pass "
+        r"--push-base REPO_ID to push it too \(or --base-model HUB_ID if it is on the Hub\)$",
+    ):
+        push_adapter(folder, "user/x", card=card_info(adapter))  # fmt: skip
+    vq = tmp_path / "vq"
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"the motion tokenizer {vq} is a local path that does not "
+        "exist here: name it on the Hub with --motion-tokenizer HUB_ID",
+    ):
+        push_adapter(folder, "user/x", card=card_info(adapter, base_model="org/t5", motion_tokenizer=str(vq)))
+    vq.mkdir()
+    with pytest.raises(LocalReferenceError, match=f"the motion tokenizer {vq} is a local folder: pass "
+                       "--push-tokenizer REPO_ID"):  # fmt: skip
+        push_adapter(folder, "user/x", card=card_info(adapter, base_model="org/t5", motion_tokenizer=str(vq)))
+    with pytest.raises(
+        LocalReferenceError, match="--push-tokenizer: the motion tokenizer is user/motion-vqvae"
+    ):
+        push_adapter(folder, "user/x", card=card_info(adapter, base_model="org/t5"), push_tokenizer="user/vq")
+    assert hub.requests == []  # all refused before any request
+
+    # the command line: one line naming the flag, status 2
+    argv = ["push", "--folder", str(folder), "--repo-id", "user/x"]
+    assert main(argv) == 2
+
+
+def test_the_kind_comes_from_the_files_and_an_ambiguous_folder_asks_for_kind(
+    hub, adapters, adapter_copy, motion_tokenizer_dir, tmp_path, capsys
+):
+    adapter = adapters["t5"]
+    assert artifact_kind(adapter.folder) == "adapter"
+    assert artifact_kind(motion_tokenizer_dir) == "motion-tokenizer"
+    policy = Path(shutil.copytree(adapter.base, tmp_path / "policy"))
+    with pytest.raises(AmbiguousArtifactError, match="--kind sft-policy or --kind full-policy"):
+        artifact_kind(policy)  # a policy with no training record
+    (policy / "sft_run.json").write_text(
+        json.dumps({"world_size": 1, "train": {}, "eval": {"eval_loss": 1.25}})
+    )
+    assert artifact_kind(policy) == "sft-policy"
+    (policy / "sft_run.json").unlink()
+    (policy / "training_info.json").write_text(json.dumps({"method": "IPO-full fine-tuning"}))
+    assert artifact_kind(policy) == "full-policy"
+    assert artifact_kind(policy, "sft-policy") == "sft-policy"  # --kind wins
+    with pytest.raises(ValueError, match="does not hold a LoRA adapter"):
+        artifact_kind(policy, "adapter")
+    both = Path(shutil.copytree(adapter.folder, tmp_path / "both"))
+    shutil.copy(adapter.base / "config.json", both)
+    shutil.copy(adapter.base / "model.safetensors", both)
+    with pytest.raises(
+        AmbiguousArtifactError, match="fit several kinds: pass --kind adapter or --kind full-policy"
+    ):
+        artifact_kind(both)
+    assert main(["push", "--folder", str(both), "--repo-id", "user/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("motion-align push: error: ") and "--kind" in err and len(err.splitlines()) == 1
+    assert hub.requests == []
+
+
+def test_push_an_sft_policy_and_a_motion_tokenizer(hub, adapters, motion_tokenizer_dir, tmp_path, capsys):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from motion_tokenizer import MotionVQVAE
+
+    policy = Path(shutil.copytree(adapters["t5"].base, tmp_path / "sft"))
+    (policy / "sft_run.json").write_text(json.dumps({"world_size": 1, "eval": {"eval_loss": 1.2345678}}))
+    record_motion_tokenizer(policy, str(motion_tokenizer_dir))
+    before = snapshot(policy)
+    argv = ["push", "--folder", str(policy), "--repo-id", "user/t5-sft", "--push-tokenizer", "user/vq"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{policy}: SFT policy (--kind sft-policy, from its files)" and len(out) == 3
+    assert "(motion tokenizer (VQ-VAE) -> user/vq)" in out[1] and "(SFT policy -> user/t5-sft)" in out[2]
+    assert snapshot(policy) == before
+    uploads = POLICY_UPLOADS | {"motion_tokenizer.json", "sft_run.json"}
+    assert set(huggingface_hub.list_repo_files("user/t5-sft")) == uploads
+    assert json.loads((hub.repo_path("user/t5-sft") / "motion_tokenizer.json").read_text()) == {
+        "path": "user/vq"
+    }
+    vq_files = set(huggingface_hub.list_repo_files("user/vq"))
+    assert vq_files == {
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "eval_results.json",
+    }
+    assert_no_local_path(
+        hub, [("user/t5-sft", "model"), ("user/vq", "model")], tmp_path, motion_tokenizer_dir
+    )
+
+    local, pushed = MotionVQVAE.from_pretrained(motion_tokenizer_dir), MotionVQVAE.from_pretrained("user/vq")
+    assert all(torch.equal(a, b) for a, b in zip(local.state_dict().values(), pushed.state_dict().values()))
+    inputs = {"input_ids": torch.tensor([[5, 6, 7, 1]]), "labels": torch.tensor([[3, 4, 1]])}
+    stock = AutoModelForSeq2SeqLM.from_pretrained("user/t5-sft").eval()
+    assert torch.equal(logits(stock, inputs), logits(load_policy(policy)[0].eval(), inputs))
+
+    card = ModelCard.load("user/t5-sft")
+    assert card.data.motion_tokenizer == "user/vq" and card.data.tags == [
+        "motion-align",
+        "text-to-motion",
+        "sft",
+    ]
+    assert "supervised fine-tuning" in card.text and "| eval_loss | 1.235 |" in card.text
+    vq_card = ModelCard.load("user/vq")
+    assert vq_card.data.library_name == "motion-align" and "motion-tokenizer" in vq_card.data.tags
+    assert "A VQ-VAE motion tokenizer (64 codes" in vq_card.text and "| mpjpe_mm |" in vq_card.text
 
 
 def test_bad_json_files_are_named(tmp_path, adapter_copy):

@@ -3,6 +3,7 @@
 
 motion-align length-estimator --data data/codes --out outputs/length-estimator
 motion-align generate --model outputs/sft --prompt "a person jumps twice" --num-samples 4 --out renders/
+motion-align generate --model you/motion-ipo-lora --prompt "a person jumps twice" --out renders/  # a Hub repo
 motion-align validity --model outputs/sft --data data/corpus --num-prompts 500
 """
 
@@ -267,10 +268,13 @@ def add_generation_commands(commands: Any) -> None:
     estimator.set_defaults(func=_length_estimator)
 
     generate = commands.add_parser("generate", help="generate motions for captions with a trained policy")
-    generate.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
     generate.add_argument(
-        "--tokenizer", default=None, help="motion tokenizer folder (default: the one the policy records)"
+        "--model", required=True, help="policy or adapter folder, or the Hub id of one (`motion-align push`)"
     )
+    generate.add_argument(
+        "--tokenizer", default=None,
+        help="motion tokenizer folder or Hub id (default: the one the policy records, or its card names)",
+    )  # fmt: skip
     prompt = generate.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", default=None, help="one caption")
     prompt.add_argument("--prompts-file", default=None, help="one caption per line (# comments skipped)")

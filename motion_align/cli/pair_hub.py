@@ -19,25 +19,20 @@ import argparse
 import os
 import re
 import shlex
-import socket
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import datasets
-import httpx
 from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
 
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS, DEGREES
-from motion_align.hub import HubPushError, auth_help, redact
+from motion_align.hub import HubPushError, auth_help, hub_errors, redact
 
 SPLIT = "train"
 DATA_FILE = f"data/{SPLIT}-00000-of-00001.parquet"
@@ -243,30 +238,6 @@ def build_pair_card(
 
 
 # ---------------------------------------------------------------------------- push
-@contextmanager
-def hub_errors(endpoint: str, repo_id: str) -> Iterator[None]:
-    """The client's HTTP and network errors as HubPushError messages, on one line, never with the token
-    (the mapping of ``motion-align push``)."""
-    try:
-        yield
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else None
-        if status in (401, 403):
-            raise HubPushError(auth_help(repo_id, f"the Hub at {endpoint} answered {status}")) from err
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise HubPushError(f"the Hub at {endpoint} refused the push to {repo_id}: {first}") from err
-    except (httpx.TransportError, ConnectionError, TimeoutError, socket.gaierror) as err:
-        raise HubPushError(
-            f"cannot reach the Hub at {endpoint} ({type(err).__name__}: {err}): check the network and "
-            f"HF_ENDPOINT (now {os.environ.get('HF_ENDPOINT', 'unset')})"
-        ) from err
-    except ValueError as err:  # the client's check of the card's metadata (the Hub's validate-yaml)
-        if "README.md" not in str(err):
-            raise
-        message = " ".join(str(err).split())
-        raise HubPushError(f"the Hub at {endpoint} refused the dataset card of {repo_id}: {message}") from err
-
-
 def push_pairs(
     ds: datasets.Dataset,
     repo_id: str,
@@ -289,7 +260,7 @@ def push_pairs(
         folder = Path(tmp)
         (folder / DATA_FILE).parent.mkdir(parents=True)
         ds.to_parquet(str(folder / DATA_FILE))
-        with hub_errors(api.endpoint, repo_id):
+        with hub_errors(api.endpoint, repo_id, card="dataset card"):
             repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
             card = build_pair_card(ds, replace(info, repo_id=repo_id), (folder / DATA_FILE).stat().st_size)
             text = str(card)

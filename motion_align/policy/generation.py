@@ -25,10 +25,11 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.skeleton import SKELETONS
+from motion_align.policy.artifacts import TRAINING_RECORD, fetch_artifact
 from motion_align.policy.model import decoder_cache, format_prompt, load_policy, policy_family
 from motion_align.policy.prompts import template_of
 from motion_align.policy.vocab import MotionVocab
-from motion_tokenizer.checkpoint import check_local_folder, looks_local, read_json_object
+from motion_tokenizer.checkpoint import looks_local, read_json_object
 
 MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D's clip lengths at 20 fps (KIT-ML: 24 to 196 at 12.5 fps)
 FRAMES_PER_CODE = 4
@@ -423,18 +424,67 @@ def recorded_motion_tokenizer(model_dir: Path) -> str:
     return path
 
 
+def card_metadata(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The YAML header of ``model_dir/README.md`` (a model card), {} when there is none or it is no YAML
+    object."""
+    import yaml
+
+    path = Path(model_dir) / "README.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if not text.startswith("---"):
+        return {}
+    header = text.split("---", 2)[1] if text.count("---") >= 2 else ""
+    try:
+        meta = yaml.safe_load(header)
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def find_motion_tokenizer(model_dir: str | os.PathLike[str], search_base: bool = True) -> str:
+    """The motion tokenizer (a folder or a Hub id) a policy or adapter folder names: its
+    ``motion_tokenizer.json``, else the ``motion_tokenizer`` of its ``training_info.json``, else the
+    ``motion_tokenizer`` of its model card's metadata (what ``motion-align push`` writes), else, for an
+    adapter, its base policy's (a folder, or a Hub repo fetched for it). ValueError when none names one."""
+    folder = Path(model_dir)
+    if (folder / MOTION_TOKENIZER_FILE).is_file():
+        return recorded_motion_tokenizer(folder)
+    info = folder / TRAINING_RECORD
+    sources = [(info, read_json_object(info) if info.is_file() else {}),
+               (folder / "README.md", card_metadata(folder))]  # fmt: skip
+    for source, record in sources:
+        name = record.get("motion_tokenizer")
+        if isinstance(name, str) and name:
+            if not Path(name).exists() and looks_local(name):
+                raise FileNotFoundError(f"{source} names the motion tokenizer {name}, which does not exist")
+            return name
+    adapter = folder / "adapter_config.json"
+    base = read_json_object(adapter).get("base_model_name_or_path") if adapter.is_file() else None
+    if search_base and isinstance(base, str) and base:
+        try:
+            return find_motion_tokenizer(fetch_artifact(base, "base policy"), search_base=False)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{model_dir} does not record its motion tokenizer ({MOTION_TOKENIZER_FILE}, {TRAINING_RECORD} or "
+        "its model card): pass the motion tokenizer (--tokenizer)"
+    )
+
+
 def load_generator(
     model_dir: str | os.PathLike[str], motion_tokenizer_dir: str | os.PathLike[str] | None = None
 ) -> tuple[Any, Any, Any]:
     """(policy, text tokenizer, motion tokenizer), all in eval mode and with dropout off.
 
-    Without ``motion_tokenizer_dir`` the policy folder must name one in ``motion_tokenizer.json``.
+    ``model_dir`` is a policy or adapter folder or the Hub id of one (its repo is fetched:
+    :func:`motion_align.policy.artifacts.fetch_artifact`). Without ``motion_tokenizer_dir`` the policy must
+    name one (:func:`find_motion_tokenizer`), as a folder or a Hub id, which is then downloaded.
     """
     from motion_tokenizer import MotionVQVAE
 
-    check_local_folder(model_dir, "policy")  # before reading its motion_tokenizer.json
+    folder = fetch_artifact(model_dir, "policy")  # before reading its motion_tokenizer.json
     if motion_tokenizer_dir is None:
-        motion_tokenizer_dir = recorded_motion_tokenizer(Path(model_dir))
-    model, tokenizer = load_policy(model_dir, dropout=0.0)
+        motion_tokenizer_dir = find_motion_tokenizer(folder)
+    model, tokenizer = load_policy(folder, dropout=0.0)
     motion_tokenizer = MotionVQVAE.from_pretrained(str(motion_tokenizer_dir))
     return model.eval(), tokenizer, motion_tokenizer.eval()

@@ -34,6 +34,9 @@ Which path each family takes (PEFT 0.21):
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from peft import LoraConfig, TaskType
@@ -110,6 +113,55 @@ def declare_untied_output(model: nn.Module) -> bool:
     if len(kept) == len(declared):
         return False
     model._tied_weights_keys = kept
+    return True
+
+
+def untie_saved_output_rows(adapter_config: dict[str, Any], weights: dict[str, Any]) -> bool:
+    """Rewrite a saved T5 adapter (its ``adapter_config.json`` object and ``adapter_model.safetensors``
+    tensors, in place) so that stock PEFT keeps its output rows untied; True if anything changed.
+
+    Stock loading (``AutoPeftModelForSeq2SeqLM.from_pretrained``) cannot call :func:`declare_untied_output`:
+    PEFT 0.21 sees T5's declared ``lm_head`` -> ``shared`` tie (transformers 5's ``T5Config`` forces
+    ``tie_word_embeddings=True``, so no ``config.json`` of the base can say otherwise), finds ``lm_head`` and
+    ``shared`` listed with the same ``trainable_token_indices``, skips the ``lm_head`` delta and ties the
+    output rows to the embedding delta. PEFT ties only layers listed with equal indices, so the rewrite lists
+    the ``lm_head`` rows in reverse order (its delta reversed to match: the same rows, the same values) and,
+    since PEFT then ties nothing, gives ``encoder.embed_tokens`` and ``decoder.embed_tokens`` (which share
+    ``shared.weight``) a copy of the embedding delta each. The toolkit's loader reads the rewritten adapter
+    the same way (it ties the stacks' embeddings to ``shared`` and keeps ``lm_head`` apart).
+    """
+    indices = adapter_config.get("trainable_token_indices")
+    if adapter_config.get("task_type") != "SEQ_2_SEQ_LM" or not isinstance(indices, dict):
+        return False
+    embedding, prefix = "shared", "base_model.model."
+    if indices.get("lm_head") is None or indices.get("lm_head") != indices.get(embedding):
+        return False  # nothing listed twice with the same rows: nothing PEFT would tie
+    delta = "{}.token_adapter.trainable_tokens_delta"
+    rows = weights[prefix + delta.format(embedding)]
+    indices["lm_head"] = list(reversed(indices["lm_head"]))
+    weights[prefix + delta.format("lm_head")] = weights[prefix + delta.format("lm_head")].flip(0).contiguous()
+    for stack in ("encoder.embed_tokens", "decoder.embed_tokens"):
+        indices[stack] = list(indices[embedding])
+        weights[prefix + delta.format(stack)] = rows.clone()
+    return True
+
+
+def untie_adapter_folder(folder: str | os.PathLike[str]) -> bool:
+    """:func:`untie_saved_output_rows` on the adapter saved in ``folder`` (its two files rewritten
+    atomically); True if it changed. The final folder of an alignment recipe is saved so, and a push
+    uploads adapters so: stock ``AutoPeftModelForSeq2SeqLM`` then loads them as the toolkit does."""
+    from safetensors.torch import load_file, save_file
+
+    from motion_tokenizer.atomic_files import write_atomic
+
+    folder = Path(folder)
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    weights = load_file(folder / "adapter_model.safetensors")
+    if not untie_saved_output_rows(config, weights):
+        return False
+    write_atomic(folder / "adapter_model.safetensors", lambda tmp: save_file(weights, tmp, {"format": "pt"}))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    write_atomic(folder / "adapter_config.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return True
 
 

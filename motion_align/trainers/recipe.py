@@ -34,14 +34,15 @@ from motion_align.data.preferences import (
     to_trainer_rows,
 )
 from motion_align.entry_points import parse_recipe_config, run_recipe
-from motion_align.hub import TRAINING_INFO, push_recipe_output, redact
+from motion_align.hub import TRAINING_INFO, card_info_from_folder, push_artifact, redact
+from motion_align.policy.artifacts import ADAPTER, artifact_kind
 from motion_align.policy.causal_view import query_ids
 from motion_align.policy.generation import (
     MOTION_TOKENIZER_FILE,
     record_motion_tokenizer,
     recorded_motion_tokenizer,
 )
-from motion_align.policy.lora import get_peft_config
+from motion_align.policy.lora import get_peft_config, untie_adapter_folder
 from motion_align.policy.model import format_prompt, load_policy, policy_family, write_vocab_info
 from motion_align.policy.prompts import preset, set_template, template_of
 from motion_align.policy.vocab import MotionVocab
@@ -290,11 +291,35 @@ def describe_folder(folder: Path, model: Any, tokenizer: Any, info: dict[str, An
 
 def save_policy_folder(folder: str | Path, model: Any, tokenizer: Any, info: dict[str, Any]) -> Path:
     """Main process, after the policy (adapter or whole) was saved into ``folder``: its description
-    (:func:`describe_folder`) and ``training_info.json``."""
+    (:func:`describe_folder`), a T5 adapter rewritten into the form stock PEFT loads as the toolkit does
+    (:func:`motion_align.policy.lora.untie_adapter_folder`; checkpoints keep PEFT's, which resuming reads),
+    and ``training_info.json``."""
     out = Path(folder)
     describe_folder(out, model, tokenizer, info)
+    if (out / "adapter_config.json").is_file():  # a T5 adapter in the form stock PEFT loads untied
+        untie_adapter_folder(out)
     write_json(out / TRAINING_INFO, info)
     return out
+
+
+def push_recipe_output(folder: str | Path, config: Any) -> str:
+    """Push a recipe's saved ``folder`` (an adapter, or a fully fine-tuned policy) to ``config.hub_model_id``
+    with the card its ``training_info.json`` describes (what ``--push_to_hub true`` does at the end of an
+    alignment recipe; ``hub_private_repo`` makes the repos private). A base policy (of an adapter) or motion
+    tokenizer that is a local folder goes along, to ``<hub_model_id>-base`` and
+    ``<hub_model_id>-motion-tokenizer``, so that the Hub copy names no folder of this machine. Returns what
+    was pushed, for the log: each repo and its commit URL, the artifact's last."""
+    folder, repo = Path(folder), config.hub_model_id
+    kind = artifact_kind(folder)
+    card = card_info_from_folder(folder, kind=kind)
+    flags: dict[str, str] = {}
+    if kind == ADAPTER and card.base_model and Path(card.base_model).exists():
+        flags["push_base"] = f"{repo}-base"
+    if card.motion_tokenizer and Path(card.motion_tokenizer).exists():
+        flags["push_tokenizer"] = f"{repo}-motion-tokenizer"
+    private = bool(getattr(config, "hub_private_repo", False))
+    pushed = push_artifact(folder, repo, kind, token=config.hub_token, private=private, card=card, **flags)
+    return ", ".join(f"{p.repo_id} ({p.url})" for p in pushed)
 
 
 def save_aligned_policy(
