@@ -155,13 +155,9 @@ def _generate(args: argparse.Namespace) -> None:
     import json
     from dataclasses import replace
 
-    from motion_align.policy.generation import (
-        SamplingConfig,
-        generate_motions,
-        load_generator,
-        validity_report,
-    )
+    from motion_align.policy.generation import SamplingConfig, generate_motions, load_generator
     from motion_align.policy.prompts import check_captions, check_prompt_lengths
+    from motion_align.policy.validity import validity_report
 
     out = Path(args.out)
     replaced = previous_outputs(out, args.overwrite)  # refuses a foreign folder before any work
@@ -213,13 +209,8 @@ def _validity(args: argparse.Namespace) -> None:
     import json
 
     from motion_align.evaluation.protocol import evaluation_prompts
-    from motion_align.policy.generation import (
-        SamplingConfig,
-        generate_motions,
-        load_generator,
-        reference_length_table,
-        validity_report,
-    )
+    from motion_align.policy.generation import SamplingConfig, generate_motions, load_generator
+    from motion_align.policy.validity import reference_length_table, validity_report
 
     prompts = evaluation_prompts(args.data, args.split, args.num_prompts, args.seed)
     sampling = SamplingConfig(

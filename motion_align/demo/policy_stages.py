@@ -51,12 +51,8 @@ def _evaluate(config: DemoConfig, corpus: str, path: Path) -> dict:
     from motion_align.evaluation.protocol import evaluation_prompts
     from motion_align.motion.features import joints_from_features
     from motion_align.motion.render import render_side_by_side
-    from motion_align.policy.generation import (
-        SamplingConfig,
-        generate_motions,
-        load_generator,
-        validity_report,
-    )
+    from motion_align.policy.generation import SamplingConfig, generate_motions, load_generator
+    from motion_align.policy.validity import validity_report
 
     prompts = [
         (p.item, p.caption.text)
@@ -187,7 +183,7 @@ def policy_section(config: DemoConfig, record: dict) -> list[str]:
         "",
     ]
     if bands := v.get("by_reference_length"):
-        from motion_align.policy.generation import reference_length_table
+        from motion_align.policy.validity import reference_length_table
 
         lines += [
             "By the length of the corpus clip of each prompt (where the invalid motions come from):",

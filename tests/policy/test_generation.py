@@ -17,10 +17,10 @@ from motion_align.policy.generation import (
     generate_motions,
     load_generator,
     record_motion_tokenizer,
-    validity_report,
 )
 from motion_align.policy.model import build_policy, format_prompt, save_policy
 from motion_align.policy.text_tokenizer import train_text_tokenizer
+from motion_align.policy.validity import validity_report
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer import MotionVQVAE
 
