@@ -50,10 +50,8 @@ def prompts(tiny_corpus):
     return corpus_prompts(tiny_corpus, "train", max_prompts=3, seed=0)
 
 
-@pytest.fixture(scope="module")
-def policy(prompts, motion_tokenizer):
-    """A tiny T5 policy trained briefly towards 12 to 14 codes per prompt caption."""
-    K = motion_tokenizer.config.codebook_size
+def fit_tiny_t5(prompts, K: int):
+    """A tiny T5 policy trained briefly towards 12 to 14 codes per prompt caption, and its tokenizer."""
     targets = {p.caption: [(7 * i + 3 * j) % K for j in range(12 + i)] for i, p in enumerate(prompts)}
     torch.manual_seed(0)
     texts = [format_prompt(caption) for caption in targets]
@@ -72,6 +70,11 @@ def policy(prompts, motion_tokenizer):
         loss.backward()
         optimizer.step()
     return model.eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def policy(prompts, motion_tokenizer):
+    return fit_tiny_t5(prompts, motion_tokenizer.config.codebook_size)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import yaml
 from conftest import PAIR_CODEBOOK, random_pairs
 from hub_stand_in import FAKE_TOKEN
 from huggingface_hub import DatasetCard, constants
+from test_pair_builders import fit_tiny_t5
 
 from motion_align.cli import main
 from motion_align.cli.pair_hub import DATA_FILE, PairCardInfo, build_pair_card, command_line, push_pairs
@@ -28,9 +29,7 @@ from motion_align.data.pair_builders import corpus_prompts
 from motion_align.data.preferences import load_preferences, validate_preferences
 from motion_align.hub import HubPushError
 from motion_align.policy.generation import record_motion_tokenizer
-from motion_align.policy.model import build_policy, format_prompt, save_policy
-from motion_align.policy.text_tokenizer import train_text_tokenizer
-from motion_align.policy.vocab import MotionVocab
+from motion_align.policy.model import save_policy
 from motion_align.rewards.retrieval import RetrievalConfig, TextMotionRetrieval
 from motion_tokenizer import MotionVQVAE
 
@@ -197,27 +196,9 @@ def judged_policy(tiny_corpus, motion_tokenizer_dir, tmp_path_factory):
     """A tiny T5 policy trained briefly towards 12 to 14 codes per caption (it records its motion tokenizer),
     and a retrieval model (untrained) for the reward scorer."""
     vq = MotionVQVAE.from_pretrained(str(motion_tokenizer_dir))
-    K = vq.config.codebook_size
     prompts = corpus_prompts(tiny_corpus, "train", max_prompts=3, seed=0)
-    targets = {p.caption: [(7 * i + 3 * j) % K for j in range(12 + i)] for i, p in enumerate(prompts)}
-    torch.manual_seed(0)
-    model, tokenizer = build_policy(
-        "t5", "tiny", train_text_tokenizer(list(map(format_prompt, targets)), "t5"), K
-    )
-    vocab = MotionVocab.from_tokenizer(tokenizer)
-    inputs = tokenizer([format_prompt(c) for c in targets], padding=True, return_tensors="pt")
-    motions = [vocab.codes_to_ids(codes, tokenizer) + [tokenizer.eos_token_id] for codes in targets.values()]
-    labels = torch.full((len(motions), max(map(len, motions))), -100)
-    for row, ids in enumerate(motions):
-        labels[row, : len(ids)] = torch.tensor(ids)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    model.train()
-    for _ in range(40):
-        loss = model(**inputs, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    folder = save_policy(model.eval(), tokenizer, tmp_path_factory.mktemp("pair_hub") / "policy")
+    model, tokenizer = fit_tiny_t5(prompts, vq.config.codebook_size)
+    folder = save_policy(model, tokenizer, tmp_path_factory.mktemp("pair_hub") / "policy")
     record_motion_tokenizer(folder, str(motion_tokenizer_dir))
     torch.manual_seed(0)
     TextMotionRetrieval(RetrievalConfig.preset("tiny")).save_pretrained(folder.parent / "retrieval")
