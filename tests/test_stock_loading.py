@@ -97,18 +97,20 @@ def push(adapter: Adapter, family: str) -> dict[str, str]:
     return repos
 
 
-def stock_env(hub, tmp_path: Path) -> dict[str, str]:
+def stock_env(hub, tmp_path: Path, pythonpath: str = "") -> dict[str, str]:
     """A fresh machine's environment: the stand-in as the Hub, an empty cache, no motion_align on the path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf_home"),
-               HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH="",
+               HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=pythonpath,
                OMP_NUM_THREADS=str(torch.get_num_threads()))  # the same kernels as this process  # fmt: skip
     return env
 
 
-def run_stock(hub, tmp_path: Path, script: str, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", script, *args], env=stock_env(hub, tmp_path), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+def run_stock(hub, tmp_path: Path, script: str, *args: str, python: str = sys.executable,
+              pythonpath: str = "") -> str:  # fmt: skip
+    """``script`` run by ``python`` (this venv's, or tests/test_stock_loading_clean_env.py's clean one)."""
+    proc = subprocess.run([python, "-c", script, *args], env=stock_env(hub, tmp_path, pythonpath),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     modules = proc.stdout.strip().splitlines()[-1]
     assert "motion_align" not in modules  # motion_tokenizer only, if anything
@@ -133,11 +135,16 @@ def test_stock_peft_loads_the_pushed_adapter_as_the_toolkit_does(
     assert f"--model_name_or_path {repos['base']} --dataset_name {repos['dataset']}" in info["command"]
     every = [(repos[k], "model") for k in ("adapter", "base", "tokenizer")] + [(repos["dataset"], "dataset")]
     assert_no_local_path(hub, every, tmp_path_factory.getbasetemp())  # no file names a folder of this machine
+    check_stock_logits(hub, adapter, repos, tmp_path)
 
+
+def check_stock_logits(hub, adapter: Adapter, repos: dict[str, str], tmp_path: Path, **run) -> None:
+    """Stock `AutoPeftModelFor...` (``run``: run_stock's python/pythonpath) gives the pushed adapter the
+    toolkit loader's logits, motion rows included."""
     inputs = tmp_path / "inputs.safetensors"
     save_file({k: v.contiguous() for k, v in adapter.inputs.items()}, inputs)
-    run_stock(hub, tmp_path, STOCK_LOGITS, STOCK_CLASSES[family], repos["adapter"], str(inputs),
-              str(tmp_path / "stock.safetensors"))  # fmt: skip
+    run_stock(hub, tmp_path, STOCK_LOGITS, STOCK_CLASSES[adapter.family], repos["adapter"], str(inputs),
+              str(tmp_path / "stock.safetensors"), **run)  # fmt: skip
     stock = load_file(tmp_path / "stock.safetensors")["logits"]
     toolkit, tokenizer = load_adapter_policy(fetch_artifact(repos["adapter"]), merge=False)
     expected = logits(toolkit.eval(), adapter.inputs)
@@ -153,6 +160,12 @@ def test_stock_peft_loads_the_pushed_adapter_as_the_toolkit_does(
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_cards_python_blocks_run_as_written(family, pushable, hub, tmp_path):
     repos = push(pushable[family], family)
+    run_card_blocks(hub, repos, family, tmp_path)
+
+
+def run_card_blocks(hub, repos: dict[str, str], family: str, tmp_path: Path, **run) -> None:
+    """The Python block of each pushed card (adapter, base, motion tokenizer) run as written, in one stock
+    process (``run``: run_stock's python/pythonpath)."""
     snippets = []
     for repo in (repos["adapter"], repos["base"], repos["tokenizer"]):
         readme = (hub.repo_path(repo) / "README.md").read_text()
@@ -163,7 +176,7 @@ def test_the_cards_python_blocks_run_as_written(family, pushable, hub, tmp_path)
     adapter_block = snippets[0].read_text()
     assert f"{STOCK_CLASSES[family]}.from_pretrained" in adapter_block
     assert f'MotionVQVAE.from_pretrained("{repos["tokenizer"]}")' in adapter_block
-    out = run_stock(hub, tmp_path, RUN_SNIPPETS, *map(str, snippets)).strip().splitlines()
+    out = run_stock(hub, tmp_path, RUN_SNIPPETS, *map(str, snippets), **run).strip().splitlines()
     assert re.fullmatch(r"\d+ codes (None|\(1, \d+, 263\))", out[-4]), out  # the adapter's block
     assert re.fullmatch(r"\d+ codes (None|\(1, \d+, 263\))", out[-3]), out  # the base policy's
     assert out[-2] == "(1, 16) (1, 64, 263)"  # the motion tokenizer's
