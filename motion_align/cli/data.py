@@ -80,6 +80,17 @@ def _tokenize(args: argparse.Namespace) -> None:
         )
 
 
+def add_motion_inputs(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The motion inputs of ``render`` and ``export``: .npy files or a folder with ``--id``, and ``--out``."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="features (T,263)/(T,251) or joints (T,22,3)/(T,21,3, KIT-ML mm) .npy files, or a corpus",
+    )
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--id", default=None, help="clip id, when the input is a HumanML3D/KIT-ML folder")
+
+
 def add_data_commands(commands: Any) -> None:
     """Register ``synth``, ``stats``, ``render`` and ``tokenize`` on an argparse subparsers object."""
     synth = commands.add_parser(
@@ -101,13 +112,7 @@ def add_data_commands(commands: Any) -> None:
     stats.set_defaults(func=_stats)
 
     render = commands.add_parser("render", help="render motions to GIF/MP4 and a PNG filmstrip")
-    render.add_argument(
-        "inputs",
-        nargs="+",
-        help="features (T,263)/(T,251) or joints (T,22,3)/(T,21,3, KIT-ML mm) .npy files, or a corpus",
-    )
-    render.add_argument("--out", required=True, help="output folder")
-    render.add_argument("--id", default=None, help="clip id, when the input is a HumanML3D/KIT-ML folder")
+    add_motion_inputs(render, "output folder")
     render.add_argument("--caption", default=None)
     render.add_argument("--labels", nargs="*", default=None, help="panel labels for a side-by-side view")
     render.add_argument("--formats", nargs="*", default=["gif", "png", "mp4"], choices=["gif", "png", "mp4"])

@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from motion_align.cli.data import add_motion_inputs
+
 _FORMATS = ("bvh", "npz", "json")
 
 
@@ -37,13 +39,7 @@ def _export(args: argparse.Namespace) -> None:
 def add_export_command(commands: Any) -> None:
     """Register ``export`` on an argparse subparsers object."""
     export = commands.add_parser("export", help="write motions as BVH (Blender, game engines), NPZ or JSON")
-    export.add_argument(
-        "inputs",
-        nargs="+",
-        help="features (T,263)/(T,251) or joints (T,22,3)/(T,21,3, KIT-ML mm) .npy files, or a corpus",
-    )
-    export.add_argument("--out", required=True, help="output folder: <name>.<format> per input")
-    export.add_argument("--id", default=None, help="clip id, when the input is a HumanML3D/KIT-ML folder")
+    add_motion_inputs(export, "output folder: <name>.<format> per input")
     export.add_argument("--format", dest="formats", nargs="+", default=["bvh"], choices=_FORMATS,
                         help="one or more of bvh (default), npz, json")  # fmt: skip
     export.set_defaults(func=_export)

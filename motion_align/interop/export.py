@@ -1,11 +1,12 @@
 """A motion out to other tools: BVH for Blender and game engines, NPZ for numpy, JSON for web viewers.
 
 ``motion-align export`` (docs/usage.md, "Export") runs :func:`export_motion`. It reads what ``motion-align
-render`` reads (:func:`load_motion_source`): a features ``.npy`` (T, 263) / (T, 251), a joints ``.npy``
-(T, 22, 3) / (T, 21, 3), or a HumanML3D / KIT-ML folder and a clip id (its ``new_joint_vecs/<id>.npy``, else
-its ``new_joints/<id>.npy``). The motion written is the features' joints (:func:`~motion_align.motion.
-features.joints_from_features`), or the joints as given. Every file is written atomically
-(:func:`motion_tokenizer.atomic_files.write_atomic`): a reader sees the whole file or none.
+render`` reads (:func:`~motion_align.motion.loading.load_motion`, features preferred): a features ``.npy``
+(T, 263) / (T, 251), a joints ``.npy`` (T, 22, 3) / (T, 21, 3), or a HumanML3D / KIT-ML folder and a clip
+id (its ``new_joint_vecs/<id>.npy``, else its ``new_joints/<id>.npy``). The motion written is the
+features' joints (:func:`~motion_align.motion.features.joints_from_features`), or the joints as given.
+Every file is written atomically (:func:`motion_tokenizer.atomic_files.write_atomic`): a reader sees the
+whole file or none.
 
 BVH files are written by :mod:`motion_align.interop.bvh_writer` (its docstring says what they hold).
 
@@ -34,15 +35,21 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from motion_align.interop.bvh_writer import checked_joints, frame_rate, write_bvh
-from motion_align.motion.features import features_from_joints, joints_from_features
+from motion_align.motion.features import features_from_joints
 from motion_align.motion.folder_reading import array_problem
-from motion_align.motion.humanml3d import MotionFormatError, folder_skeleton, read_captions, read_features
-from motion_align.motion.humanml3d import read_joints as read_folder_joints
-from motion_align.motion.skeleton import SKELETONS, Skeleton
+from motion_align.motion.loading import LoadedMotion, load_motion
+from motion_align.motion.skeleton import Skeleton
 from motion_tokenizer.atomic_files import write_atomic
 
-__all__ = ["ExportedFile", "FORMATS", "JSON_DECIMALS", "MotionSource", "export_motion", "json_record",
-           "load_motion_source", "write_json", "write_npz"]  # fmt: skip
+__all__ = [
+    "ExportedFile",
+    "FORMATS",
+    "JSON_DECIMALS",
+    "export_motion",
+    "json_record",
+    "write_json",
+    "write_npz",
+]
 
 #: The formats of ``motion-align export --format``.
 FORMATS = ("bvh", "npz", "json")
@@ -122,68 +129,6 @@ def write_json(
     return path
 
 
-# ------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class MotionSource:
-    """A motion to export: joints (T, J, 3) in the skeleton's units, the features they come from (None for
-    a joints input), a caption, the name of its output files and the file it was read from."""
-
-    joints: np.ndarray
-    skeleton: Skeleton
-    features: np.ndarray | None
-    caption: str | None
-    name: str
-    path: Path
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise MotionFormatError(path, f"not a readable .npy array ({error})") from None
-
-
-def load_motion_source(source: str | os.PathLike[str], clip_id: str | None = None) -> MotionSource:
-    """The motion in ``source``: a features or joints ``.npy`` (the dataset read from its shape), or a
-    HumanML3D / KIT-ML folder with ``clip_id`` (its features, else its joints; its first caption). Errors
-    (ValueError, OSError) name the file."""
-    source = Path(source)
-    if source.is_dir():
-        if clip_id is None:
-            raise ValueError(f"{source} is a folder: name the clip with --id")
-        skeleton = folder_skeleton(source, default="humanml3d")
-        features_path = source / "new_joint_vecs" / f"{clip_id}.npy"
-        joints_path = source / "new_joints" / f"{clip_id}.npy"
-        if features_path.exists() or not joints_path.exists():
-            features = read_features(source, clip_id, skeleton)  # a missing file: an error naming it
-            joints, path = joints_from_features(features, skeleton), features_path
-        else:
-            features, joints, path = None, read_folder_joints(source, clip_id, skeleton), joints_path
-        captions = read_captions(source, clip_id) if (source / "texts" / f"{clip_id}.txt").exists() else []
-        return MotionSource(joints, skeleton, features, captions[0].text if captions else None, clip_id, path)
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: no such file or folder")
-    array = _load_npy(source)
-    for skeleton in SKELETONS.values():
-        for tail, is_features in (((skeleton.feature_dim,), True), ((skeleton.num_joints, 3), False)):
-            if isinstance(array, np.ndarray) and array.shape[1:] == tail and array.ndim == len(tail) + 1:
-                problem = array_problem(array, tail)
-                if problem is not None:
-                    raise MotionFormatError(source, problem)
-                if is_features:
-                    features = array.astype(np.float32)
-                    return MotionSource(joints_from_features(features, skeleton), skeleton, features, None,
-                                        source.stem, source)  # fmt: skip
-                return MotionSource(array.astype(np.float32), skeleton, None, None, source.stem, source)
-    expected = " or ".join(
-        f"features (T, {s.feature_dim}) or joints (T, {s.num_joints}, 3)" for s in SKELETONS.values()
-    )
-    shape = array.shape if isinstance(array, np.ndarray) else type(array).__name__
-    raise MotionFormatError(source, f"expected {expected}, got shape {shape}")
-
-
 # ---------------------------------------------------------------------------------------- the command
 
 
@@ -207,17 +152,20 @@ class ExportedFile:
 
 
 def export_motion(
-    source: str | os.PathLike[str] | MotionSource,
+    source: str | os.PathLike[str] | LoadedMotion,
     out: str | os.PathLike[str],
     formats: Sequence[str] = ("bvh",),
     clip_id: str | None = None,
 ) -> list[ExportedFile]:
-    """Write the motion of ``source`` (see :func:`load_motion_source`) as ``<out>/<name>.<format>`` for each
-    of ``formats`` (:data:`FORMATS`); ``<name>`` is the clip id or the file's stem. Files are replaced."""
+    """Write the motion of ``source`` (see :func:`~motion_align.motion.loading.load_motion`) as
+    ``<out>/<name>.<format>`` for each of ``formats`` (:data:`FORMATS`); ``<name>`` is the clip id or the
+    file's stem. Files are replaced."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats: expected some of {', '.join(FORMATS)}, got {list(formats)}")
-    motion = source if isinstance(source, MotionSource) else load_motion_source(source, clip_id)
+    motion = (
+        source if isinstance(source, LoadedMotion) else load_motion(source, clip_id, prefer_features=True)
+    )
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: --out must be a folder")

@@ -15,9 +15,10 @@ from scipy.spatial.transform import Rotation
 from motion_align.cli import main
 from motion_align.interop.bvh import euler_matrices, forward_kinematics, read_bvh
 from motion_align.interop.bvh_writer import bvh_rig, bvh_text, matrix_to_euler, write_bvh
-from motion_align.interop.export import export_motion, json_record, load_motion_source
+from motion_align.interop.export import export_motion, json_record
 from motion_align.interop.rigs import detect_rig
 from motion_align.motion.features import features_from_joints, joints_from_features
+from motion_align.motion.loading import load_motion
 from motion_align.motion.skeleton import HUMANML3D, JOINT_NAMES, KIT, PARENTS, Skeleton
 
 SHARED_CLIP = Path(__file__).resolve().parents[3] / "shared" / "humanml3d"
@@ -307,7 +308,7 @@ def test_the_command_exports_a_folder_clip_and_a_file(hand_made_features, tmp_pa
     assert main(["export", str(tmp_path / "walk.npy"), "--out", str(out)]) == 0  # bvh by default
     assert capsys.readouterr().out.startswith(f"wrote {out / 'walk.bvh'} (")
     assert np.abs(_smpl_positions(out / "walk.bvh") - joints).max() < 1e-4
-    assert load_motion_source(root, "000007").caption == "a person walks and turns left."
+    assert load_motion(root, "000007", prefer_features=True).caption == "a person walks and turns left."
 
 
 def test_bad_inputs_are_one_line_naming_the_file(tmp_path, capsys):
@@ -326,7 +327,7 @@ def test_bad_inputs_are_one_line_naming_the_file(tmp_path, capsys):
     assert "missing.npy: no such file or folder" in capsys.readouterr().err
     root = _folder(tmp_path, np.zeros((5, 263), dtype=np.float32))
     assert main(["export", str(root), "--out", str(tmp_path / "out")]) == 2
-    assert "is a folder: name the clip with --id" in capsys.readouterr().err
+    assert "is a folder: name the clip with an id (--id)" in capsys.readouterr().err
     assert main(["export", str(root), "--id", "000999", "--out", str(tmp_path / "out")]) == 2
     assert "000999.npy: file not found" in capsys.readouterr().err
     (tmp_path / "a").mkdir()
