@@ -317,6 +317,15 @@ def auth_help(repo_id: str, why: str) -> str:
     return f"{why}: set HF_TOKEN or run `hf auth login`; the token needs write access to {repo_id}"
 
 
+def token_from_env(repo_id: str, token_env: str = "HF_TOKEN") -> str | None:
+    """The token in ``$token_env``; None for an unset ``HF_TOKEN`` (the client then uses the saved login),
+    HubPushError saying what to do for another variable that is not set."""
+    token = os.environ.get(token_env) or None
+    if token is None and token_env != "HF_TOKEN":
+        raise HubPushError(auth_help(repo_id, f"environment variable {token_env} is not set"))
+    return token
+
+
 @contextmanager
 def hub_errors(endpoint: str, repo_id: str, revision: str | None = None, card: str = "model card"):
     """Turn the client's HTTP and network errors into one-line HubPushError messages (never with the token);

@@ -16,7 +16,6 @@ Errors reach the caller as :class:`~motion_align.hub.HubPushError` with one-line
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import tempfile
@@ -32,7 +31,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, get_token
 
 from motion_align.data.preferences import DEGREE_LABEL_SMOOTHING, DEGREE_MARGINS, DEGREES
-from motion_align.hub import HubPushError, auth_help, hub_errors, redact
+from motion_align.hub import HubPushError, auth_help, hub_errors, redact, token_from_env
 
 SPLIT = "train"
 DATA_FILE = f"data/{SPLIT}-00000-of-00001.parquet"
@@ -103,10 +102,7 @@ def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> s
 def hub_token(repo_id: str, token_env: str = "HF_TOKEN") -> str:
     """The token to push with: ``$token_env``, else (for ``HF_TOKEN``) the saved login; HubPushError
     saying what to do when there is none (checked before the pairs are built, which can take hours)."""
-    token = os.environ.get(token_env) or None
-    if token is None and token_env != "HF_TOKEN":
-        raise HubPushError(auth_help(repo_id, f"environment variable {token_env} is not set"))
-    token = token or get_token()
+    token = token_from_env(repo_id, token_env) or get_token()
     if not token:
         raise HubPushError(auth_help(repo_id, "no Hub token found"))
     return token

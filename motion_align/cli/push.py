@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from motion_align.hub import TRAINING_INFO, HubPushError, auth_help, card_info_from_folder, push_artifact
+from motion_align.hub import TRAINING_INFO, HubPushError, card_info_from_folder, push_artifact, token_from_env
 from motion_align.policy.artifacts import KIND_NAMES, KINDS, artifact_kind
 from motion_align.policy.model_card import read_json
 
@@ -52,10 +52,8 @@ def run_push(args: argparse.Namespace) -> int:
                  rows=args.rows, method=args.method, license=args.license, recipe=args.recipe,
                  command=args.training_command, metrics=metrics)  # fmt: skip
     info = card_info_from_folder(args.folder, kind=kind, **given)
-    token = os.environ.get(args.token_env) or None
     try:
-        if token is None and args.token_env != "HF_TOKEN":
-            raise HubPushError(auth_help(args.repo_id, f"environment variable {args.token_env} is not set"))
+        token = token_from_env(args.repo_id, args.token_env)
         pushed = push_artifact(args.folder, args.repo_id, kind, token=token, private=args.private,
                                commit_message=args.commit_message, card=info, revision=args.revision,
                                push_base=args.push_base, push_tokenizer=args.push_tokenizer,
