@@ -4,7 +4,7 @@
 :func:`motion_align.policy.model.format_prompt`), decodes the motion tokens with
 :class:`motion_align.policy.vocab.MotionVocab` (every malformed generation becomes a list of problems, never
 an exception) and turns the codes into HumanML3D features with the motion tokenizer, batched.
-:func:`validity_report` sums up how many generations are usable motions of 40 to 196 frames.
+:func:`motion_align.policy.validity.validity_report` sums up how many generations are usable motions.
 """
 
 from __future__ import annotations
