@@ -1,5 +1,7 @@
 """Shared fixtures: one tiny procedural corpus per test session."""
 
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,21 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 
 from hub_stand_in import hub_fixture  # noqa: E402, F401  (the `hub` fixture: a local stand-in for the Hub)
+
+
+def run_script(script: str, argv: list[str], monkeypatch) -> int:
+    """``python <script> argv`` (a path under the checkout, e.g. ``recipes/sft.py``) in this process, as
+    ``__main__``; its exit status. Torch's thread count, which a recipe may set (``num_threads``), is put back
+    afterwards, so that later tests in this process compute as they would alone."""
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(REPO / script), run_name="__main__")
+    except SystemExit as stop:
+        return stop.code
+    finally:
+        torch.set_num_threads(threads)
+    return 0
 
 
 def lora_moved(folder: Path) -> bool:

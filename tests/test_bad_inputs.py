@@ -19,16 +19,14 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import runpy
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_script
 
 TOKEN = "<motion_id_{}>"
 PROGRESS_BAR = re.compile(r"\d+%\|")
@@ -321,12 +319,7 @@ def run_entry(entry: str, argv: list[str], monkeypatch) -> int:
             return main(argv)
         except SystemExit as stop:
             return stop.code
-    monkeypatch.setattr(sys, "argv", [entry, *argv])
-    try:
-        runpy.run_path(str(REPO / entry), run_name="__main__")
-    except SystemExit as stop:
-        return stop.code
-    return 0
+    return run_script(entry, argv, monkeypatch)
 
 
 @pytest.fixture(scope="module")

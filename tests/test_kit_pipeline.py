@@ -9,13 +9,11 @@ joints (the metatarsals halfway between ankle and toe), in millimetres, and turn
 from __future__ import annotations
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, random_pairs
+from conftest import REPO, random_pairs, run_script
 
 from motion_align.cli import main
 from motion_align.motion.features import features_from_joints, mirror_joints
@@ -56,8 +54,7 @@ def kit_corpus(tiny_corpus, tmp_path_factory) -> Path:
 
 
 def run_recipe(recipe: str, argv: list[str], monkeypatch) -> None:
-    monkeypatch.setattr(sys, "argv", [recipe, *argv, "--disable_tqdm", "true"])
-    runpy.run_path(str(REPO / recipe), run_name="__main__")
+    assert run_script(recipe, [*argv, "--disable_tqdm", "true"], monkeypatch) == 0
 
 
 def test_kit_ml_through_tokenizer_sft_alignment_evaluation_and_rendering(kit_corpus, tmp_path, monkeypatch):

@@ -3,11 +3,9 @@ hold its loss, and an unknown or uninstalled tracker is one line and exit status
 
 import importlib.util
 import json
-import runpy
-import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from motion_align.training.trackers import accelerator_options, checked_trackers, tracker_names
@@ -15,16 +13,6 @@ from motion_align.training.trackers import accelerator_options, checked_trackers
 KNOWN = ["tensorboard", "wandb", "trackio"]
 #: A tracker accelerate and transformers both know, whose package is absent here (None: all installed).
 MISSING = next((n for n in ("wandb", "trackio", "mlflow") if importlib.util.find_spec(n) is None), None)
-
-
-def run_script(script: str, flags: list[str], monkeypatch) -> int:
-    """``python <script> flags`` in this process; its exit status."""
-    monkeypatch.setattr(sys, "argv", [script, *flags])
-    try:
-        runpy.run_path(str(REPO / script), run_name="__main__")
-    except SystemExit as stop:
-        return stop.code
-    return 0
 
 
 def scalars(folder) -> dict[str, dict[int, float]]:
