@@ -25,6 +25,17 @@ def _named_folders(specs: list[str], flag: str) -> dict[str, str]:
     return named
 
 
+def strict_fraction(text: str) -> float:
+    """argparse type of ``--strict-judge``: a fraction in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.2, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from motion_align.evaluation.protocol import ProtocolConfig
     from motion_align.evaluation.runner import run_evaluation
@@ -47,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         config = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig)})
     run_evaluation(
         args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge,
-        estimators, args.max_frames, args.grammar,
+        estimators, args.max_frames, args.grammar, strict_judge=args.strict_judge,
     )  # fmt: skip
     print((Path(args.out) / "metrics.md").read_text(encoding="utf-8"), end="")
 
@@ -94,4 +105,9 @@ def add_evaluation_commands(commands: Any) -> None:
     evaluate.add_argument("--batch-size", type=positive_int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--no-judge", action="store_true", help="skip the event accuracies")
+    evaluate.add_argument(
+        "--strict-judge", type=strict_fraction, default=None, metavar="FRACTION",
+        help="also report the event accuracies with every judge threshold moved FRACTION (e.g. 0.2) "
+        "against the motion (docs/evaluation.md)",
+    )  # fmt: skip
     evaluate.set_defaults(func=_evaluate)

@@ -12,7 +12,9 @@ Follows Guo et al. 2022's protocol (docs/evaluation.md, "The protocol") on the i
 - every figure is the mean over the repetitions with ``1.96 * std / sqrt(repeats)``.
 
 Event accuracies (AToM's integrity, temporal order and frequency) come from the event judge on the items
-that carry ground-truth events, averaged over those prompts, with the same interval over prompts.
+that carry ground-truth events, averaged over those prompts, with the same interval over prompts. With a
+stricter judge (:class:`~motion_align.rewards.strict_judge.StricterEventJudge`, every threshold moved
+against the motion) each row also has them under that judge, as "integrity (strict)" etc.
 
 The evaluator embeds texts and motions (:class:`motion_align.evaluation.evaluator.MotionTextEvaluator`); its
 figures are those of an evaluator trained here, not comparable to published tables.
@@ -42,6 +44,8 @@ from motion_align.motion.texts import Caption
 
 METRICS = ("R@1", "R@2", "R@3", "FID", "MM-Dist", "Diversity", "MultiModality")
 EVENT_FIGURES = ("integrity", "temporal", "frequency", "score")
+#: The event figures under the stricter judge, in a row's ``events`` beside ``EVENT_FIGURES``.
+STRICT_EVENT_FIGURES = tuple(f"{name} (strict)" for name in EVENT_FIGURES)
 PLACEHOLDER_FRAMES = 40
 
 
@@ -159,12 +163,20 @@ def event_accuracy(judge: Any, prompts: Sequence[EvalPrompt], motions: Sequence[
 
 
 class Evaluation:
-    """Runs the protocol on one split for any number of motion sources, sharing the real embeddings."""
+    """Runs the protocol on one split for any number of motion sources, sharing the real embeddings.
 
-    def __init__(self, evaluator: Any, corpus: str | Path, config: ProtocolConfig, judge: Any = None) -> None:
+    ``judge``: the event judge of the event accuracies (None: none); ``strict_judge``: a second one whose
+    figures are added as ``STRICT_EVENT_FIGURES`` (a StricterEventJudge; needs ``judge``)."""
+
+    def __init__(
+        self, evaluator: Any, corpus: str | Path, config: ProtocolConfig, judge: Any = None,
+        strict_judge: Any = None,
+    ) -> None:  # fmt: skip
         from motion_align.motion.normalization import Normalizer
 
-        self.evaluator, self.config, self.judge = evaluator, config, judge
+        if strict_judge is not None and judge is None:
+            raise ValueError("a strict judge needs the event judge (judge=None computes no event accuracies)")
+        self.evaluator, self.config, self.judge, self.strict_judge = evaluator, config, judge, strict_judge
         self.prompts = evaluation_prompts(corpus, config.split, config.num_prompts, config.seed)
         if len(self.prompts) < 32:
             raise ValueError(
@@ -197,6 +209,9 @@ class Evaluation:
         }
         if self.judge is not None:
             row["events"] = event_accuracy(self.judge, self.prompts, rounds[0])
+        if self.strict_judge is not None:
+            strict = event_accuracy(self.strict_judge, self.prompts, rounds[0])
+            row["events"].update({f"{name} (strict)": value for name, value in strict.items()})
         return row
 
     def real_motions(self) -> dict:
@@ -227,9 +242,13 @@ class Evaluation:
         return self._row(rounds, with_fid=True, mm=mm)
 
     def record(self) -> dict:
-        """What was evaluated, for metrics.json."""
-        return {"protocol": asdict(self.config), "prompts": len(self.prompts),
-                "prompts_with_events": sum(bool(p.item.events) for p in self.prompts)}  # fmt: skip
+        """What was evaluated, for metrics.json (with the strict judge's ``describe()`` if there is one)."""
+        record = {"protocol": asdict(self.config), "prompts": len(self.prompts),
+                  "prompts_with_events": sum(bool(p.item.events) for p in self.prompts)}  # fmt: skip
+        if self.strict_judge is not None:
+            describe = getattr(self.strict_judge, "describe", None)
+            record["strict_judge"] = describe() if describe else type(self.strict_judge).__name__
+        return record
 
 
 def policy_generator(
@@ -262,7 +281,8 @@ def _cell(summary: dict | None, digits: int) -> str:
 def format_tables(
     rows: dict[str, dict], label: str = "local evaluator, not comparable to published tables"
 ) -> str:
-    """Markdown tables of metrics (and event accuracies where judged) per motion source."""
+    """Markdown tables of metrics (and event accuracies where judged) per motion source; the columns of
+    the stricter judge's figures (``STRICT_EVENT_FIGURES``) follow where a row has them."""
     lines = [f"Metrics ({label}); mean ± 95% interval.", "", "| motions | " + " | ".join(METRICS) + " |",
              "|---|" + "---:|" * len(METRICS)]  # fmt: skip
     for name, row in rows.items():
@@ -273,9 +293,13 @@ def format_tables(
         )
     judged = {name: row["events"] for name, row in rows.items() if row.get("events")}
     if judged:
-        header = "| motions | " + " | ".join(EVENT_FIGURES) + " |"
-        lines += ["", "Event accuracy (event judge, prompts with ground-truth events).", "", header,
-                  "|---|" + "---:|" * len(EVENT_FIGURES)]  # fmt: skip
+        strict = any(f in events for events in judged.values() for f in STRICT_EVENT_FIGURES)
+        figures = EVENT_FIGURES + (STRICT_EVENT_FIGURES if strict else ())
+        title = "Event accuracy (event judge, prompts with ground-truth events)."
+        if strict:
+            title += ' "(strict)": the stricter judge, every threshold moved against the motion.'
+        header = "| motions | " + " | ".join(figures) + " |"
+        lines += ["", title, "", header, "|---|" + "---:|" * len(figures)]
         for name, events in judged.items():
-            lines.append(f"| {name} | " + " | ".join(_cell(events.get(f), 3) for f in EVENT_FIGURES) + " |")
+            lines.append(f"| {name} | " + " | ".join(_cell(events.get(f), 3) for f in figures) + " |")
     return "\n".join(lines) + "\n"

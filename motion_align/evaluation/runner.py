@@ -48,16 +48,27 @@ def run_evaluation(
     length_estimators: dict[str, str] | None = None,
     max_frames: int | None = None,
     grammar: Collection[str] = (),
+    strict_judge: float | None = None,
 ) -> dict:
     """Evaluates the real motions, the reconstructions of ``motion_tokenizer`` (if given) and each policy
     of ``policies`` (name -> policy folder, with the motion tokenizer it records). A policy named in
     ``length_estimators`` (name -> estimator folder) is asked for lengths drawn from it; one named in
     ``grammar`` is decoded with the motion grammar (``SamplingConfig.motion_grammar``). A
-    :class:`T2MProtocolConfig` runs Guo et al.'s protocol (no event accuracies). Returns the record."""
+    :class:`T2MProtocolConfig` runs Guo et al.'s protocol (no event accuracies). ``strict_judge``: a fraction
+    (e.g. 0.2) to also report the event accuracies under a
+    :class:`~motion_align.rewards.strict_judge.StricterEventJudge` with every threshold moved that much
+    against the motion (None: not; refused with ``judge=False`` and with the t2m protocol). Returns the
+    record."""
+    if strict_judge is not None:
+        from motion_align.rewards.strict_judge import check_fraction
+
+        check_fraction(strict_judge)
+        if not judge or isinstance(config, T2MProtocolConfig):
+            raise ValueError("strict_judge: needs the event judge (judge=True) and the local protocol")
     from motion_align.policy.generation import load_generator
 
     started = time.perf_counter()
-    event_judge, scorer = None, load_evaluator(evaluator)
+    event_judge, stricter, scorer = None, None, load_evaluator(evaluator)
     if isinstance(config, T2MProtocolConfig):
         evaluation: Evaluation | T2MEvaluation = T2MEvaluation(scorer, corpus, config)
         label = f"{T2MEvaluation.label}, {describe_evaluator(scorer)}"
@@ -68,7 +79,11 @@ def run_evaluation(
             from motion_align.rewards.event_judge import EventJudge
 
             event_judge = EventJudge()
-        evaluation, label = Evaluation(scorer, corpus, config, event_judge), LABEL
+            if strict_judge is not None:
+                from motion_align.rewards.strict_judge import StricterEventJudge
+
+                stricter = StricterEventJudge(strict_judge)
+        evaluation, label = Evaluation(scorer, corpus, config, event_judge, stricter), LABEL
     rows: dict[str, dict] = {"real": evaluation.real_motions()}
     logger.info("real motions: R@1 %.3f", rows["real"]["metrics"]["R@1"]["mean"])
     if motion_tokenizer:
