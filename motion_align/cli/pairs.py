@@ -34,7 +34,9 @@ def _scorer_from_args(args: argparse.Namespace) -> Scorer:
     if not args.reward:
         raise ValueError(f"--scorer {args.scorer} needs --reward RETRIEVAL_DIR (a trained retrieval model)")
     from motion_align.rewards.retrieval import TextMotionRetrieval
+    from motion_align.rewards.reward_guard import refuse_evaluator
 
+    refuse_evaluator(args.reward, "--reward")
     reward = RewardScorer(TextMotionRetrieval.from_pretrained(args.reward), args.batch_size)
     if args.scorer == "reward":
         return reward
@@ -46,6 +48,9 @@ def no_pairs_reason(report: dict[str, Any], min_gap: float) -> str:
     samples, invalid = report["samples"], report["invalid"]
     if samples and invalid == samples:
         return f"all {samples} samples are invalid (no motion decodes from them)"
+    if report.get("prompts_tied") and not report["dropped_small_gap"]:
+        tied = report["prompts_tied"]
+        return f"every prompt's samples score the same ({tied} prompts tied, {invalid} invalid samples)"
     if report["dropped_small_gap"]:
         return f"every pair's score gap is under --min-gap {min_gap} ({report['dropped_small_gap']} dropped)"
     counts = f"{report['candidates']} candidates for {report['prompts']} prompts, {invalid} invalid"
@@ -106,7 +111,7 @@ def _judged_command(args: argparse.Namespace) -> None:
     if len(dataset) == 0:
         raise ValueError(f"no pairs, nothing written to {out}: {no_pairs_reason(report, args.min_gap)}")
     codebook_size = motion_tokenizer.config.codebook_size
-    out = save_preferences(dataset, out, codebook_size, overwrite=args.overwrite)
+    out = save_preferences(dataset, out, codebook_size, overwrite=args.overwrite, sampled_from=args.model)
     text = json.dumps(report, indent=2) + "\n"
     write_atomic(out / REPORT_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     print(text, end="")
@@ -134,8 +139,8 @@ def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir
     settings = {name: report.get(name) for name in ("num_samples", "pairs_per_prompt", "temperature", "top_k",
                                                    "top_p", "seed", "batch_size", "min_gap")}  # fmt: skip
     settings["num_prompts"] = args.num_prompts or "all"
-    counts = {name: report[name] for name in ("prompts", "prompts_with_pairs", "samples", "invalid",
-                                              "duplicates", "candidates", "pairs")}  # fmt: skip
+    counts = {name: report[name] for name in ("prompts", "prompts_with_pairs", "prompts_tied", "samples",
+                                              "invalid", "duplicates", "candidates", "pairs")}  # fmt: skip
     counts["dropped (score gap <= min gap)"] = report["dropped_small_gap"]
     counts.update({f"pairs {d}": report["degrees"][d] for d in DEGREES})
     counts.update({name: report[name] for name in ("mean_chosen_score", "mean_rejected_score", "mean_gap")})
@@ -195,7 +200,11 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     kinds = pairs.add_subparsers(dest="pairs_command", required=True)
 
     judged = kinds.add_parser("judged", help="sample K motions per corpus caption, pair best vs worst (AToM)")
-    judged.add_argument("--model", required=True, help="policy folder (save_policy) or Hub id")
+    judged.add_argument(
+        "--policy", "--model", dest="model", required=True,
+        help="the policy that will be aligned on these pairs (folder or Hub id): on-policy pairs are its own "
+        "samples; the pairs record it and the alignment recipes warn when they align another policy",
+    )  # fmt: skip
     judged.add_argument("--tokenizer", default=None, help="motion tokenizer (default: the policy's record)")
     judged.add_argument("--corpus", required=True, help="HumanML3D folder whose captions and events are used")
     judged.add_argument("--split", default="train")

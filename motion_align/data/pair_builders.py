@@ -5,8 +5,9 @@ samples several motions per prompt from the current policy, scores each one, and
 preference pairs. Here: K samples per prompt (:func:`generate_motions`); invalid generations (decoding
 problems, or not 40 to 196 frames) and repeated code sequences never become candidates; the distinct valid
 candidates are ranked by score (ties by sample index) and pair i is the i-th best against the i-th worst,
-for i < ``pairs_per_prompt`` (so the best pair comes first and no sample is used twice). A pair whose score
-gap is at most ``min_gap`` is dropped; the gap gives the pair's degree (:func:`degree_from_gap`).
+for i < ``pairs_per_prompt`` (so the best pair comes first and no sample is used twice). A prompt whose
+candidates all score the same is dropped and counted (``prompts_tied``: no pair of it says anything), a pair
+whose score gap is at most ``min_gap`` too; the gap gives the pair's degree (:func:`degree_from_gap`).
 
 Scorers map (captions, event specs, motions) to scores in [0, 1]: :class:`JudgeScorer` (the event judge,
 AToM's integrity/temporal/frequency reward), :class:`RewardScorer` (the TMR-style retrieval model),
@@ -230,11 +231,21 @@ class _PairCollector:
         ranked: dict[int, list[tuple[float, GeneratedMotion]]] = defaultdict(list)
         for m, s in zip(candidates, scores):
             ranked[m.prompt_index].append((float(s), m))
+        self.counts["prompts_too_few"] += len(prompts) - len(ranked)  # no valid candidate at all
         for index in sorted(ranked):
             self._pair(prompts[index].caption, sorted(ranked[index], key=lambda sm: (-sm[0], sm[1].sample)))
 
     def _pair(self, caption: str, ranked: list[tuple[float, GeneratedMotion]]) -> None:
-        """Pair i: the i-th best against the i-th worst of one prompt's ranked candidates."""
+        """Pair i: the i-th best against the i-th worst of one prompt's ranked candidates. A prompt whose
+        candidates all score the same teaches nothing (every pair would be a tie) and is dropped, counted as
+        ``prompts_tied``, unless ``min_gap < 0`` asks for ties; one with fewer than two candidates is
+        counted as ``prompts_too_few``."""
+        if len(ranked) < 2:
+            self.counts["prompts_too_few"] += 1
+            return
+        if self.min_gap >= 0 and ranked[0][0] == ranked[-1][0]:
+            self.counts["prompts_tied"] += 1
+            return
         kept = 0
         for i in range(min(self.pairs_per_prompt, len(ranked) // 2)):
             (best, chosen), (worst, rejected) = ranked[i], ranked[len(ranked) - 1 - i]
@@ -257,9 +268,11 @@ class _PairCollector:
         return datasets.Dataset.from_dict(self.rows, features=datasets.Features(features))
 
     def report(self) -> dict[str, Any]:
-        """Counts (prompts, samples, invalid, duplicates, candidates, pairs, per degree) and mean scores."""
+        """Counts (prompts: with pairs, all tied, with fewer than two candidates; samples, invalid,
+        duplicates, candidates, pairs, per degree) and mean scores."""
         chosen, rejected = (np.asarray(self.rows[name], dtype=np.float64) for name in SCORE_COLUMNS)
-        names = ("prompts", "prompts_with_pairs", "samples", "invalid", "duplicates", "candidates")
+        names = ("prompts", "prompts_with_pairs", "prompts_tied", "prompts_too_few", "samples", "invalid",
+                 "duplicates", "candidates")  # fmt: skip
         report: dict[str, Any] = {name: int(self.counts[name]) for name in names}
         report.update(pairs=len(chosen), dropped_small_gap=int(self.counts["dropped_small_gap"]),
                       degrees={d: self.rows["degree"].count(d) for d in DEGREES})  # fmt: skip

@@ -337,12 +337,17 @@ def save_preferences(
     out_dir: str | os.PathLike[str],
     codebook_size: int | None = None,
     overwrite: bool = False,
+    sampled_from: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Validate ``ds`` and save it to ``out_dir`` atomically (temporary sibling folder, then rename).
 
     The folder holds the ``save_to_disk`` files (read back by :func:`load_preferences`), a
-    ``preferences.jsonl`` copy and a ``preferences.json`` summary (rows, degree counts, sources).
+    ``preferences.jsonl`` copy and a ``preferences.json`` summary (rows, degree counts, sources, and
+    ``sampled_from``: the policy whose samples the pairs are, a local one by absolute path, when given).
     """
+    policy = None if sampled_from is None else str(sampled_from)
+    if policy is not None and Path(policy).exists():
+        policy = str(Path(policy).resolve())
     ds = check_not_empty(validate_preferences(ds, codebook_size, where="save_preferences"), str(out_dir))
 
     def write(tmp: Path) -> None:
@@ -351,6 +356,8 @@ def save_preferences(
             for row in ds:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         summary = summarise_preferences(ds)
+        if policy is not None:
+            summary["sampled_from"] = policy
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     return write_dir_atomic(Path(out_dir), write, overwrite)
