@@ -213,7 +213,7 @@ ROWS = [
     # ------------------------------------------------------------------ motion-align commands
     Row("cli: an unknown command", CLI, lambda p: ["trian"], ("trian", "invalid choice")),
     Row("cli: a negative --num-prompts", CLI,
-        lambda p: ["pairs", "judged", "--model", str(p.art["t5"]), "--corpus", str(p.art["corpus"]),
+        lambda p: ["pairs", "judged", "--policy", str(p.art["t5"]), "--corpus", str(p.art["corpus"]),
                    "--out", str(p.out), "--num-prompts", "-2"],
         ("--num-prompts", "-2")),
     Row("cli: --num-samples 0", CLI,

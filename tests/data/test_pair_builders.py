@@ -166,9 +166,11 @@ def test_fixed_scores_give_best_versus_worst_in_order():
     assert list(ds["prompt"]) == ["a person jumps twice."] * 3 and set(ds["source"]) == {"fixed"}
     assert ds.column_names == SCHEMA
     assert report["samples"] == 12 and report["invalid"] == 1 and report["duplicates"] == 1
-    assert report["candidates"] == 10 and report["pairs"] == 3 and report["dropped_small_gap"] == 1  # ties
+    assert report["candidates"] == 10 and report["pairs"] == 3 and report["dropped_small_gap"] == 0
     assert report["degrees"] == {"much_better": 2, "better": 0, "slightly_better": 1, "unsure": 0}
-    assert report["prompts"] == 2 and report["prompts_with_pairs"] == 1
+    # prompt 1's three samples all score 0.5: it teaches nothing and is dropped as tied, not as small gaps
+    assert report["prompts"] == 2 and report["prompts_with_pairs"] == 1 and report["prompts_tied"] == 1
+    assert report["prompts_too_few"] == 0
     assert report["mean_chosen_score"] == pytest.approx(0.8) and report["mean_gap"] == pytest.approx(0.5)
 
     # 0.35 vs 0.1 is a gap of 0.25 ("better") although 0.35 - 0.1 < 0.25 in floats; min_gap < 0 keeps ties
@@ -262,7 +264,7 @@ def test_judged_pairs_are_ranked_consistent_and_seeded(policy, motion_tokenizer,
     assert other.to_list() != ds.to_list()
     # The tiny tokenizer decodes every code to about the mean pose: the judge sees no events, all ties.
     alone, alone_report = judged_pairs(model, tokenizer, motion_tokenizer, prompts, JudgeScorer(), **run)
-    assert len(alone) == 0 and alone_report["dropped_small_gap"] > 0 and alone_report["source"] == "judge"
+    assert len(alone) == 0 and alone_report["prompts_tied"] > 0 and alone_report["source"] == "judge"
     with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
         judged_pairs(model, tokenizer, motion_tokenizer, prompts, mean, num_samples=1)
 

@@ -211,7 +211,7 @@ def test_judged_push_records_the_policy_and_the_counts(
     hub, out, repo = hub_datasets, tmp_path / "judged", "user/judged-pairs"
     policy, retrieval = judged_policy
     run_pairs(
-        ["pairs", "judged", "--model", str(policy), "--corpus", str(tiny_corpus), "--num-prompts", "3",
+        ["pairs", "judged", "--policy", str(policy), "--corpus", str(tiny_corpus), "--num-prompts", "3",
          "--temperature", "1.2", "--batch-size", "2", "--scorer", "judge+reward", "--reward", str(retrieval),
          "--out", str(out), "--push-to-hub", repo]
     )  # fmt: skip
@@ -245,7 +245,7 @@ def test_judged_push_records_the_policy_and_the_counts(
         f"| dropped (score gap <= min gap) | {report['dropped_small_gap']} |",
         *(f"| pairs {d} | {n} |" for d, n in degrees.items()),
         "much_better from 0.5, better from 0.25, slightly_better from 0.1, unsure below",
-        f"motion-align pairs judged --model {policy} --corpus {tiny_corpus} --num-prompts 3 --scorer "
+        f"motion-align pairs judged --policy {policy} --corpus {tiny_corpus} --num-prompts 3 --scorer "
         f"judge+reward --reward {retrieval} --temperature 1.2 --batch-size 2 --out {out} "
         f"--push-to-hub {repo}",
         f'load_preferences("{repo}", codebook_size={K})',
