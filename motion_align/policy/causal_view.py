@@ -24,7 +24,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 from transformers.utils import ModelOutput
 
-from motion_align.policy.model import decoder_cache, format_prompt
+from motion_align.policy.model import decoder_cache, format_prompt, policy_family
 from motion_align.policy.prompts import template_of
 from motion_align.policy.vocab import MotionVocab
 
@@ -166,3 +166,28 @@ class EncoderDecoderTrunk(_Split):
         inputs, s = self.split(input_ids, attention_mask)
         hidden = self.to_row(self.model(**inputs, use_cache=False).last_hidden_state, s)
         return BaseModelOutput(last_hidden_state=hidden, hidden_states=(hidden,))
+
+
+@torch.no_grad()
+def response_log_probs(
+    model: Any, tokenizer: Any, captions: Sequence[str], motions: Sequence[str], batch_size: int = 64
+) -> torch.Tensor:
+    """log p(motion | caption) under ``model`` (either family): the sum over the response tokens (codes,
+    ``<eom>``, eos) of each motion string (``<som>codes<eom>``), shape (N,). The difference of two policies'
+    values on the policy's own samples, averaged, estimates their KL divergence in nats per motion."""
+    vocab = MotionVocab.from_tokenizer(tokenizer)
+    som = tokenizer.convert_tokens_to_ids(vocab.som)
+    view = EncoderDecoderAsCausalLM(model, som) if policy_family(model) == "t5" else model
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(captions), batch_size):
+        queries = [query_ids(tokenizer, c, vocab) for c in captions[start : start + batch_size]]
+        responses = [response_ids(tokenizer, m, vocab) for m in motions[start : start + batch_size]]
+        rows = pad_rows(queries, responses, tokenizer.pad_token_id or 0)
+        logits = view(**{k: v.to(device) for k, v in rows.items()}).logits.float()
+        q_len = max(len(q) for q in queries)
+        targets = rows["input_ids"][:, q_len:].to(device)
+        mask = rows["attention_mask"][:, q_len:].to(device).bool()
+        logps = logits[:, q_len - 1 : -1].log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        out.append((logps * mask).sum(1).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
