@@ -36,7 +36,7 @@ def main() -> None:
     data = get_kto_datasets(config, tokenizer)
 
     # Training (full fine-tuning: the reference is a frozen copy of the starting policy)
-    info = recipe.training_info(config, "KTO", "recipes/kto.py", len(data["train"]))
+    info = recipe.training_info(config, "KTO", "recipes/kto.py", len(data["train"]), data["provenance"])
     trainer = get_kto_trainer(model, tokenizer, config, data, peft_config,
                               callbacks=[recipe.AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
     result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))

@@ -27,6 +27,7 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 from motion_align.data.preferences import (
+    SUMMARY_FILE,
     drop_degenerate_pairs,
     load_preferences,
     select_preferences,
@@ -174,11 +175,41 @@ def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
     return items.map(rows, batched=True, remove_columns=items.column_names, desc="Prompts")
 
 
+def same_policy(a: str, b: str) -> bool:
+    """Whether two policy names (local folders, compared resolved, or Hub ids) name the same policy."""
+    return absolute_if_local(a) == absolute_if_local(b)
+
+
+def pair_provenance(config: Any, policy: str | None = None) -> dict[str, Any]:
+    """Which policy sampled the pairs of ``config.dataset_name`` (``sampled_from`` in a local folder's
+    ``preferences.json``, written by ``motion-align pairs judged --policy``) and whether it is the policy
+    being aligned (``policy``, by default ``config.model_name_or_path``): ``on_policy``, None when the pairs
+    do not say (human labels, a Hub dataset).
+
+    Off-policy pairs are allowed but warned about: the methods implemented here (AToM's judged rounds, SoPo,
+    online DPO) train on samples of the policy being aligned, and another policy's samples (a weaker one's,
+    typically) can be worse than what the policy already makes."""
+    summary = Path(config.dataset_name, SUMMARY_FILE)
+    sampled_from = None
+    if looks_local(config.dataset_name) and summary.is_file():
+        sampled_from = json.loads(summary.read_text(encoding="utf-8")).get("sampled_from")
+    policy = policy or config.model_name_or_path
+    on_policy = None if sampled_from is None else same_policy(sampled_from, policy)
+    if on_policy is False:
+        logger.warning(
+            "%s: the pairs were sampled from %s, not from the policy being aligned (%s): off-policy pairs "
+            "(recorded in training_info.json)", config.dataset_name, sampled_from, policy,
+        )  # fmt: skip
+    return {"sampled_from": sampled_from, "on_policy": on_policy}
+
+
 def get_preference_datasets(
-    config: Any, tokenizer: Any, rows: Callable[[Any, Any], Any] = to_trainer_rows
+    config: Any, tokenizer: Any, rows: Callable[[Any, Any], Any] = to_trainer_rows, policy: str | None = None
 ) -> dict[str, Any]:
-    """``{"train": ..., "eval": ...}`` ``rows(pairs, template)`` (the DPO trainer's by default) of the pairs,
-    their prompts in the policy's template (the one its text ``tokenizer`` records).
+    """``{"train": ..., "eval": ..., "provenance": ...}``: ``rows(pairs, template)`` (the DPO trainer's by
+    default) of the pairs, their prompts in the policy's template (the one its text ``tokenizer`` records),
+    and which policy sampled them (:func:`pair_provenance`; ``policy``: the one being aligned, by default
+    ``config.model_name_or_path``).
 
     The pairs are checked against the policy's codebook (read from its text ``tokenizer``: a code it has no
     token for is an error naming the record), cleaned of pairs whose chosen is the rejected and of exact
@@ -208,6 +239,7 @@ def get_preference_datasets(
         splits = split_preferences(pairs, config.eval_fraction, config.seed)
     template = template_of(tokenizer)
     data = {key: None if part is None else rows(part, template) for key, part in splits.items()}
+    data["provenance"] = pair_provenance(config, policy)
     logger.info(
         "%s: %d training rows, %s eval rows", name, len(data["train"]), data["eval"] and len(data["eval"])
     )
@@ -236,13 +268,18 @@ def adapter_kind(config: Any) -> str:
     return "LoRA" if config.use_peft else "full fine-tuning"
 
 
-def training_info(config: Any, method: str, script: str, rows: int) -> dict[str, Any]:
+def training_info(
+    config: Any, method: str, script: str, rows: int, pairs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What the model card states: the base, ``method`` with the adapter kind ("IPO-LoRA"), the motion
     tokenizer, the data and its ``rows``, the recipe, the hyper-parameters the config lists in its
-    ``card_fields``, and the command (``script`` launched with this process's arguments)."""
+    ``card_fields``, and the command (``script`` launched with this process's arguments); with ``pairs``
+    (:func:`pair_provenance`), which policy sampled the preference pairs."""
     motion_tokenizer = motion_tokenizer_name(config)
     argv = sys.argv[1:]
+    extra = {} if pairs is None else {"pairs": pairs}
     return {
+        **extra,
         "base_model": absolute_if_local(config.model_name_or_path),
         "method": f"{method}-{adapter_kind(config)}",
         "motion_tokenizer": absolute_if_local(motion_tokenizer) if motion_tokenizer else None,
