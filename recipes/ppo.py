@@ -11,16 +11,22 @@ function (the event judge, the retrieval score) on the decoded motions.
 
 Needs a reward model from recipes/reward_model.py (the value model starts from it, with a fresh head).
 Writes the adapter, tokenizer, motion_vocab.json, motion_tokenizer.json, training_info.json, ppo_run.json
-(logged KL, reward, losses) and training_curves.png to <output_dir>.
+(logged KL, reward, losses, held-out reward, KL budget) and training_curves.png to <output_dir>.
+
+Guards against reward hacking: --kl_budget (the most per-response KL to the reference; --kl_budget_mode stop
+or adapt) and, with --eval_strategy steps, the reward of --eval_prompts held-out prompts (--eval_split) every
+--eval_steps updates, drawn beside the training reward (docs/methods/rlhf.md).
 """
 
 import logging
 import time
 
 from motion_align.trainers import recipe
+from motion_align.trainers.kl_budget import add_kl_budget
 from motion_align.trainers.ppo_config import MotionPPOConfig
 from motion_align.trainers.ppo_trainer import (
     MotionPPOTrainer,
+    get_ppo_heldout_prompts,
     get_ppo_prompts,
     get_reward_and_value,
     save_ppo_result,
@@ -36,11 +42,12 @@ def main() -> None:
     # Models and prompts
     model, tokenizer, peft_config = recipe.get_policy(config)
     reward, value = get_reward_and_value(config, tokenizer)
-    prompts = get_ppo_prompts(config, tokenizer)
-    logger.info("%d prompts; reward: %s", len(prompts), config.reward)
+    prompts, heldout = get_ppo_prompts(config, tokenizer), get_ppo_heldout_prompts(config, tokenizer)
+    logger.info("%d prompts, %s held-out; reward: %s", len(prompts), heldout and len(heldout), config.reward)
 
     # Training
-    trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, peft_config=peft_config)
+    trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, heldout, peft_config)
+    add_kl_budget(trainer, config, "PPO")
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
     seconds = time.perf_counter() - start

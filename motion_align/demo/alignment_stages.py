@@ -36,6 +36,7 @@ def preferences_stage(config: DemoConfig, stages: dict) -> dict:
     from motion_align.data.preferences import save_preferences
     from motion_align.policy.generation import load_generator
     from motion_align.rewards.retrieval import TextMotionRetrieval
+    from motion_align.rewards.reward_guard import refuse_evaluator
 
     path = config.out / "preferences"
     settings = {**config.pairs, "policy": stages["policy"]["path"], "reward": stages["reward"]["path"]}
@@ -44,6 +45,7 @@ def preferences_stage(config: DemoConfig, stages: dict) -> dict:
     reused = not config.force and upstream and report is not None and report.get("settings") == settings
     if not reused:
         model, tokenizer, motion_tokenizer = load_generator(stages["policy"]["path"])
+        refuse_evaluator(stages["reward"]["path"], "the demo's reward (reward_recipe)")
         reward = TextMotionRetrieval.from_pretrained(stages["reward"]["path"]).eval()
         prompts = corpus_prompts(stages["corpus"]["path"], "train", config.pairs["num_prompts"], config.seed)
         scorer = RankMeanScorer([JudgeScorer(), RewardScorer(reward)])

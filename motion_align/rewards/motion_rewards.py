@@ -173,10 +173,14 @@ def build_motion_reward(
     reward_model_path: str | None = None,
 ):
     """A reward by name (:data:`GRPO_REWARD_FUNCTIONS`); ``retrieval`` loads the model at
-    ``retrieval_model``, ``learned`` the reward model at ``reward_model_path``."""
+    ``retrieval_model``, ``learned`` the reward model at ``reward_model_path``, neither of which may be the
+    metrics evaluator (:func:`~motion_align.rewards.reward_guard.refuse_evaluator`)."""
+    from motion_align.rewards.reward_guard import refuse_evaluator
+
     if name == "learned":
         if not reward_model_path:
             raise ValueError("the learned reward needs a reward model: pass --reward_model_path")
+        refuse_evaluator(reward_model_path, "--reward_model_path")
         from motion_align.rewards.reward_model import MotionRewardModel
 
         return LearnedReward(tokenizer, MotionRewardModel.from_pretrained(reward_model_path))
@@ -185,6 +189,7 @@ def build_motion_reward(
     if name == "retrieval":
         if not retrieval_model:
             raise ValueError("the retrieval reward needs a retrieval model: pass --retrieval_model")
+        refuse_evaluator(retrieval_model, "--retrieval_model")
         from motion_align.rewards.retrieval import TextMotionRetrieval
 
         model = TextMotionRetrieval.from_pretrained(retrieval_model).eval()

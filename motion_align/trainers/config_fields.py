@@ -1,5 +1,5 @@
 """Field groups that several trainer configs share, each defined once: the defaults a CPU run needs, the LoRA
-knobs of the alignment recipes, and where preference pairs come from.
+knobs of the alignment recipes, where preference pairs come from, and the guards of the online RL recipes.
 
 A config lists the groups before TRL's config among its bases (``MotionDPOConfig(PreferenceDataFields,
 AdapterFields, DPOConfig)``), so their defaults win over TRL's and their ``__post_init__`` runs before TRL's.
@@ -8,12 +8,15 @@ Every config is parsed by ``trl.TrlParser``: dataclass defaults < YAML (``--conf
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from motion_align.data.preferences import DEGREES
+from motion_align.trainers.kl_budget import KL_MODES
 from motion_align.training.trackers import trainer_trackers
 
 #: Hyper-parameters that every alignment run's model card lists (beside its method's own, ``card_fields``).
@@ -142,4 +145,51 @@ class PreferenceDataFields:
                 raise ValueError(
                     f"preference_degrees: unknown degree(s) {unknown}, expected a subset of {DEGREES}"
                 )
+        super().__post_init__()
+
+
+@dataclass
+class OnlineRLFields:
+    """The guards of the online RL recipes (PPO, GRPO) against reward hacking: a budget on the logged KL to
+    the reference (:mod:`motion_align.trainers.kl_budget`), and the reward of ``eval_prompts`` held-out
+    prompts (captions of ``eval_split``, a seeded subset), measured every ``eval_steps`` when
+    ``eval_strategy`` is "steps" and drawn beside the training reward."""
+
+    kl_budget: float | None = field(
+        default=None,
+        metadata={"help": "Most KL to the reference, in the unit the trainer logs (GRPO: nats per token, "
+                          "PPO: nats per response); unset: no budget, the KL is only recorded."},
+    )  # fmt: skip
+    kl_budget_mode: str = field(
+        default="stop",
+        metadata={"help": f"Above the budget: {' or '.join(KL_MODES)} (raise the KL coefficient)."},
+    )
+    eval_split: str = field(default="val", metadata={"help": "Split of the held-out prompts."})
+    eval_prompts: int = field(
+        default=64, metadata={"help": "Held-out prompts whose reward is measured (0: none)."}
+    )
+
+    @property
+    def heldout_eval(self) -> bool:
+        """Whether the run measures the reward on held-out prompts."""
+        return self.eval_prompts > 0 and str(getattr(self.eval_strategy, "value", self.eval_strategy)) != "no"
+
+    def heldout_config(self) -> Any:
+        """A copy of this config that reads the held-out split: ``dataset_split`` = ``eval_split``, all of
+        its items (``data_fraction`` subsamples the training items only); the recipe's prompt builder makes
+        the held-out prompts from it as it makes the training ones."""
+        heldout = copy.copy(self)
+        heldout.dataset_split, heldout.data_fraction = self.eval_split, 1.0
+        return heldout
+
+    def __post_init__(self) -> None:
+        if self.kl_budget is not None and not self.kl_budget > 0:
+            raise ValueError(f"kl_budget must be > 0 (or unset), got {self.kl_budget}")
+        if self.kl_budget_mode not in KL_MODES:
+            raise ValueError(f"kl_budget_mode: one of {KL_MODES}, not {self.kl_budget_mode!r}")
+        if self.eval_prompts < 0:
+            raise ValueError(f"eval_prompts must be >= 0, got {self.eval_prompts}")
+        strategy = str(getattr(self.eval_strategy, "value", self.eval_strategy))
+        if strategy != "no" and self.eval_prompts == 0:
+            raise ValueError(f"eval_strategy {strategy} evaluates held-out prompts: eval_prompts must be > 0")
         super().__post_init__()

@@ -9,20 +9,22 @@ from trl.experimental.ppo import PPOConfig
 
 from motion_align.policy.generation import MAX_MOTION_TOKENS
 from motion_align.rewards.motion_rewards import REWARD_FUNCTIONS
-from motion_align.trainers.config_fields import AdapterFields
+from motion_align.trainers.config_fields import AdapterFields, OnlineRLFields
 
 
 @dataclass
-class MotionPPOConfig(AdapterFields, PPOConfig):
+class MotionPPOConfig(OnlineRLFields, AdapterFields, PPOConfig):
     """PPO (Ziegler et al. 2019, arXiv 1909.08593, through TRL's PPOTrainer) of a saved policy on the
-    prompts of a tokenized dataset, rewarded by a learned reward model or by a motion reward function."""
+    prompts of a tokenized dataset, rewarded by a learned reward model or by a motion reward function; a KL
+    budget and the reward on held-out prompts guard against reward hacking
+    (:class:`~motion_align.trainers.config_fields.OnlineRLFields`)."""
 
     #: Hyper-parameters the model card lists.
     card_fields: ClassVar[tuple[str, ...]] = (
         "reward", "kl_coef", "whiten_rewards", "reward_scale", "reward_shift", "missing_eos_penalty",
         "temperature", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
         "num_ppo_epochs", "num_mini_batches", "total_episodes", "cliprange", "vf_coef", "gamma", "lam",
-        "lora_r", "seed",
+        "lora_r", "seed", "kl_budget", "kl_budget_mode",
     )  # fmt: skip
 
     model_name_or_path: str = field(default="outputs/demo/policy-t5", metadata={"help": "SFT policy."})
@@ -67,6 +69,10 @@ class MotionPPOConfig(AdapterFields, PPOConfig):
             raise ValueError("reward_model_path is needed: the value model starts from the reward model")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.kl_budget is not None and self.kl_budget_mode == "adapt" and self.kl_coef == 0:
+            raise ValueError("kl_budget_mode adapt multiplies kl_coef: it must be > 0")
+        if str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "epoch":
+            raise ValueError("eval_strategy: steps (the held-out reward every eval_steps updates) or no")
         if self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
         super().__post_init__()

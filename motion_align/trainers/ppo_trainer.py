@@ -19,9 +19,18 @@ The recipe's inputs and record: the prompts (queries ending in the start-of-moti
 event specs), the reward and the value model (:func:`get_reward_and_value`), and the saved result (a
 loadable adapter folder, ``ppo_run.json`` and the curves PNG: :func:`save_ppo_result`).
 
-TRL's own knobs keep their meaning: ``kl_coef`` (fixed KL penalty per token, 0.05 here), ``whiten_rewards``,
-``missing_eos_penalty``, ``cliprange``/``cliprange_value``, ``vf_coef``, ``gamma``/``lam`` (GAE). Dropout is
-off in every model (TRL's ``disable_dropout_in_model`` plus LLaMA's functional attention dropout).
+Two guards against reward hacking that TRL's experimental PPO loop lacks (TRL 1.12): the loop never reads a
+callback's ``control.should_training_stop``, so :class:`MotionPPOTrainer` ends it at the next update's batch
+(what a :class:`~motion_align.trainers.kl_budget.KLBudgetCallback` asks for); and it has no reward on held-out
+prompts, so with an ``eval_dataset`` and ``eval_strategy: steps`` it samples one response per held-out
+prompt with the current policy every ``eval_steps`` updates (and at the last), scores it with the training
+reward (and its ``missing_eos_penalty``) and logs the mean as ``eval/scores``, beside ``objective/scores``;
+its random draws leave training's random state as it was, so a run trains the same with or without it.
+
+TRL's own knobs keep their meaning: ``kl_coef`` (KL penalty per token, 0.05 here; fixed unless an adapting
+KL budget raises it), ``whiten_rewards``, ``missing_eos_penalty``, ``cliprange``/``cliprange_value``,
+``vf_coef``, ``gamma``/``lam`` (GAE). Dropout is off in every model (TRL's ``disable_dropout_in_model`` plus
+LLaMA's functional attention dropout).
 """
 
 from __future__ import annotations
@@ -32,23 +41,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
+from transformers import GenerationConfig
 from transformers.modeling_outputs import BaseModelOutput
 from trl.experimental.ppo import PPOTrainer
+from trl.experimental.ppo.ppo_trainer import batch_generation, truncate_response
+from trl.experimental.utils import get_reward
+from trl.models.utils import unwrap_model_for_generation
 
 from motion_align.plots import plot_curves
 from motion_align.policy.causal_view import EncoderDecoderAsCausalLM, motion_boundary
 from motion_align.policy.model import policy_family, set_dropout
 from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import MotionReward, build_motion_reward
+from motion_align.rewards.reward_guard import refuse_evaluator
 from motion_align.rewards.reward_model import MotionRewardModel
 from motion_align.trainers.checkpointing import (
     AtomicCheckpoints,
     checked_checkpoint,
     newest_complete_checkpoint,
 )
+from motion_align.trainers.kl_budget import kl_budget_summary
 from motion_align.trainers.recipe import (
     check_input,
     load_motion_tokenizer,
@@ -61,8 +77,11 @@ from motion_align.training.loop import write_json
 
 CURVES_FILE = "training_curves.png"
 RUN_FILE = "ppo_run.json"
-#: The panels of the curves PNG: KL to the reference, the reward, the value and policy losses.
-CURVES = ("objective/kl", "objective/scores", "loss/value_avg", "loss/policy_avg")
+#: The logged mean reward of the held-out prompts (:meth:`MotionPPOTrainer.heldout_scores`).
+HELDOUT_SCORES = "eval/scores"
+#: The panels of the curves PNG: KL to the reference, the reward (training and held-out prompts), the value
+#: and policy losses.
+CURVES = ("objective/kl", ("objective/scores", HELDOUT_SCORES), "loss/value_avg", "loss/policy_avg")
 
 
 class QueryCollator:
@@ -151,6 +170,33 @@ class _AdapterDisabled(nn.Module):
             return self.policy(**kwargs)
 
 
+class TrainingStopped(Exception):
+    """Raised where TRL's PPO loop draws an update's batch after a callback asked training to stop."""
+
+
+class StoppableLoader:
+    """TRL's PPO loop (``PPOTrainer.train``, TRL 1.12) draws each update's batch from ``trainer.dataloader``,
+    cycling over it, and never reads ``control.should_training_stop``: this loader raises
+    :class:`TrainingStopped` at the draw that follows a stop, so the update that asked for it is complete
+    (logged, its checkpoint saved) and no further batch is drawn."""
+
+    def __init__(self, loader: Any, trainer: Any) -> None:
+        self.loader, self.trainer = loader, trainer
+
+    def stop_if_asked(self) -> None:
+        if self.trainer.control.should_training_stop:
+            raise TrainingStopped
+
+    def __iter__(self) -> Any:
+        self.stop_if_asked()
+        for batch in self.loader:
+            yield batch
+            self.stop_if_asked()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 class MotionPPOTrainer(AtomicCheckpoints, PPOTrainer):
     """PPO for T5 and LLaMA motion policies with a learned or a programmatic motion reward."""
 
@@ -167,12 +213,16 @@ class MotionPPOTrainer(AtomicCheckpoints, PPOTrainer):
         callbacks: Any = None,
     ) -> None:
         """``reward``: a MotionRewardModel, or a MotionReward (which finds each query's caption and event
-        spec in the rows of ``train_dataset`` and ``eval_dataset``)."""
+        spec in the rows of ``train_dataset`` and ``eval_dataset``). ``eval_dataset``: held-out prompts, whose
+        reward is logged every ``eval_steps`` updates when ``args.eval_strategy`` is "steps"; without it TRL's
+        sample tables (``num_sample_generations``) read the first 8 training prompts."""
         if "input_ids" not in train_dataset.column_names:
             raise ValueError("the PPO prompt dataset needs 'input_ids' (queries ending in <som>)")
         set_dropout(model, 0.0)
         self.family = policy_family(model)
         self.som_id = processing_class.convert_tokens_to_ids(MotionVocab.from_tokenizer(processing_class).som)
+        strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+        self.heldout = eval_dataset is not None and len(eval_dataset) > 0 and strategy == "steps"
         eval_dataset = eval_dataset or train_dataset.select(range(min(len(train_dataset), 8)))
         scale, shift = getattr(args, "reward_scale", 1.0), getattr(args, "reward_shift", 0.0)
         if isinstance(reward, MotionReward):
@@ -195,6 +245,7 @@ class MotionPPOTrainer(AtomicCheckpoints, PPOTrainer):
         collator = QueryCollator(processing_class.pad_token_id)
         super().__init__(args, processing_class, policy, ref_model, reward_module, train_dataset, value_model,
                          data_collator=collator, eval_dataset=eval_dataset, callbacks=callbacks)  # fmt: skip
+        self.dataloader = StoppableLoader(self.dataloader, self)
 
     def train(self, resume_from_checkpoint: str | bool | None = None) -> None:
         """TRL's PPO loop. ``resume_from_checkpoint`` (a ``checkpoint-N`` folder, or True / "latest" for the
@@ -207,7 +258,69 @@ class MotionPPOTrainer(AtomicCheckpoints, PPOTrainer):
         if resume_from_checkpoint:
             folder = checked_checkpoint(resume_from_checkpoint)
             self.args.num_total_batches -= self._load_checkpoint(folder)
-        super().train()
+        try:
+            super().train()
+        except TrainingStopped:
+            self.end_stopped_training()
+
+    def end_stopped_training(self) -> None:
+        """What TRL's loop does after its last update, for a loop a callback stopped
+        (:class:`StoppableLoader`): the train-end callbacks, and the checkpoint they ask for."""
+        self.state.episode -= self.args.batch_size  # TRL counts an update's episodes before drawing its batch
+        self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
+        if self.control.should_save:
+            self._save_checkpoint(self.model, trial=None)
+            self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """The Trainer's log; after an update's metrics, when held-out prompts are due (every ``eval_steps``
+        updates, the last update, or one a callback stopped training at), their mean reward as a row of its
+        own, ``eval/scores`` at the same step."""
+        super().log(logs, start_time)
+        if not (self.heldout and "objective/kl" in logs):
+            return
+        step = self.state.global_step
+        due = step % self.state.eval_steps == 0 or step >= self.state.max_steps
+        if due or self.control.should_training_stop:
+            scores = self.heldout_scores()
+            super().log({HELDOUT_SCORES: sum(scores) / len(scores)})
+
+    @torch.no_grad()
+    def heldout_scores(self) -> list[float]:
+        """One response per held-out prompt (``eval_dataset``), sampled as in training (``temperature``,
+        ``response_length``, cut at the stop token) from the current policy, and scored by the training
+        reward less ``missing_eos_penalty`` for a response that never ends, as TRL scores the training
+        responses. Each process samples its share of the prompts, under a generator seeded by the seed and
+        the step (training's random state is left as it was); every process returns all the scores."""
+        args, pad, eos = self.args, self.processing_class.pad_token_id, self.processing_class.eos_token_id
+        accelerator, size = self.accelerator, args.per_device_eval_batch_size
+        queries = self.eval_dataset["input_ids"][accelerator.process_index :: accelerator.num_processes]
+        device = accelerator.device
+        kwargs = {"max_new_tokens": args.response_length, "temperature": args.temperature + 1e-7,
+                  "top_k": 0.0, "top_p": 1.0, "do_sample": True}  # fmt: skip
+        gather = args.ds3_gather_for_generation
+        unwrap = unwrap_model_for_generation(
+            self.model, accelerator, gather_deepspeed3_params=gather, generation_kwargs=kwargs
+        )
+        scores: list[float] = []
+        cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), unwrap as unwrapped:
+            torch.manual_seed(args.seed + self.state.global_step)
+            for start in range(0, len(queries), size):
+                rows = [{"input_ids": ids} for ids in queries[start : start + size]]
+                query = self.data_collator(rows)["input_ids"].to(device)
+                context = query.shape[1]
+                generated, _ = batch_generation(
+                    unwrapped.policy, query, len(query), pad, GenerationConfig(**kwargs)
+                )
+                response = generated[:, context:]
+                if self.stop_token_id is not None:
+                    response = truncate_response(self.stop_token_id, pad, response)
+                _, score, _ = get_reward(self.reward_model, torch.cat((query, response), 1), pad, context)
+                if args.missing_eos_penalty is not None:
+                    score[~(response == eos).any(-1)] -= args.missing_eos_penalty
+                scores += score.float().cpu().tolist()
+        return gather_object(scores)
 
     def _load_checkpoint(self, folder: Path) -> int:
         """Loads what :meth:`_save_checkpoint` wrote; returns the number of updates it had done."""
@@ -260,11 +373,25 @@ def get_ppo_prompts(config: Any, tokenizer: Any) -> Any:
     return prompts
 
 
+def get_ppo_heldout_prompts(config: Any, tokenizer: Any) -> Any:
+    """The held-out prompts (as :func:`get_ppo_prompts`, from the ``eval_split`` of the same tokenized
+    dataset): a subset of ``eval_prompts``, seeded by ``config.seed``; None when the run measures none
+    (``eval_prompts`` 0 or ``eval_strategy`` no)."""
+    if not config.heldout_eval:
+        return None
+    prompts = get_ppo_prompts(config.heldout_config(), tokenizer)
+    if len(prompts) == 0:
+        raise ValueError(f"{config.dataset_name}: split {config.eval_split!r} has no held-out prompt")
+    return prompts.shuffle(seed=config.seed).select(range(min(config.eval_prompts, len(prompts))))
+
+
 def get_reward_and_value(config: Any, tokenizer: Any) -> tuple[Any, Any]:
     """(reward, value model): the learned reward model or ``config.reward_function`` on decoded motions;
-    the value model is the reward model with a fresh head (seeded)."""
+    the value model is the reward model with a fresh head (seeded). The benchmark's evaluator is refused as
+    the reward model (:func:`~motion_align.rewards.reward_guard.refuse_evaluator`)."""
     path = config.reward_model_path
     check_input(path, "reward model (recipes/reward_model.py)", "--reward_model_path")
+    refuse_evaluator(path, "--reward_model_path")
     value = MotionRewardModel.from_pretrained(path)
     value.reset_head(seed=config.seed)
     if config.reward_function is None:
@@ -279,16 +406,24 @@ def get_reward_and_value(config: Any, tokenizer: Any) -> tuple[Any, Any]:
 
 def save_ppo_result(trainer: Any, tokenizer: Any, config: Any, prompts: int, seconds: float) -> Path | None:
     """Every process: the policy (an adapter or whole); main process: the folder description and training
-    info (:func:`~motion_align.trainers.recipe.save_policy_folder`), the logged metrics (``ppo_run.json``)
-    and the KL / reward / value-loss curves. Returns the folder on the main process, None on the others."""
+    info (:func:`~motion_align.trainers.recipe.save_policy_folder`), the logged metrics (``ppo_run.json``:
+    ``log`` the updates, ``eval`` the held-out rewards, ``kl_budget`` the KL budget's record) and the KL /
+    reward (training and held-out) / value-loss curves. Returns the folder on the main process, None on the
+    others."""
     trainer.save_model(config.output_dir)
     if not trainer.accelerator.is_main_process:
         return None
     info = training_info(config, "PPO", "recipes/ppo.py", prompts)
+    budget = kl_budget_summary(trainer)
+    if budget is not None and budget["coefficients"]:  # an adapting budget raised args.kl_coef (TRL reads it)
+        info["hyperparameters"]["kl_coef"] = budget["coefficients"][0]["coefficient"]  # the configured one
     out = save_policy_folder(config.output_dir, trainer.policy_model_for_saving(), tokenizer, info)
     logs = [row for row in trainer.state.log_history if "objective/kl" in row]
-    run = {"world_size": trainer.accelerator.num_processes, "train_seconds": round(seconds, 1), "log": logs}
+    heldout = [row for row in trainer.state.log_history if HELDOUT_SCORES in row]
+    run = {"world_size": trainer.accelerator.num_processes, "train_seconds": round(seconds, 1), "log": logs,
+           "eval": heldout, "kl_budget": budget}  # fmt: skip
     write_json(out / RUN_FILE, run)
     if logs:
-        plot_curves(logs, out / CURVES_FILE, CURVES, title=f"PPO, reward: {Path(config.reward).name}")
+        title = f"PPO, reward: {Path(config.reward).name}"
+        plot_curves(logs + heldout, out / CURVES_FILE, CURVES, title=title)
     return out

@@ -216,10 +216,13 @@ class MotionSoPoTrainer(MotionDPOTrainer):
 
 
 def load_reward_model(config: Any) -> Any:
-    """The retrieval model at ``config.reward_model`` (a folder or Hub id) that scores the candidates."""
+    """The retrieval model at ``config.reward_model`` (a folder or Hub id) that scores the candidates; never
+    the metrics evaluator (:func:`~motion_align.rewards.reward_guard.refuse_evaluator`)."""
     from motion_align.rewards.retrieval import TextMotionRetrieval
+    from motion_align.rewards.reward_guard import refuse_evaluator
 
     check_input(config.reward_model, "reward model", "--reward_model")
+    refuse_evaluator(config.reward_model, "--reward_model")
     return TextMotionRetrieval.from_pretrained(config.reward_model).eval()
 
 

@@ -1,6 +1,6 @@
 """PPO: the query collator, rewards as TRL reads them (learned, or a motion reward on decoded motions),
-MotionPPOTrainer for T5 (our causal view) and LLaMA (TRL's path) with LoRA, and recipes/ppo.py on 2
-processes."""
+MotionPPOTrainer for T5 (our causal view) and LLaMA (TRL's path) with LoRA, recipes/ppo.py on 2
+processes, and the guards against reward hacking: the KL budget (stop, adapt) and the held-out reward."""
 
 from __future__ import annotations
 
@@ -21,13 +21,18 @@ from motion_align.policy.vocab import MotionVocab
 from motion_align.rewards.motion_rewards import EventJudgeReward, RetrievalReward
 from motion_align.rewards.retrieval import TextMotionRetrieval
 from motion_align.rewards.reward_model import MotionRewardModel
+from motion_align.trainers.kl_budget import add_kl_budget
 from motion_align.trainers.ppo_config import MotionPPOConfig
 from motion_align.trainers.ppo_trainer import (
     CURVES,
+    HELDOUT_SCORES,
+    RUN_FILE,
     MotionPPOTrainer,
     PPOReward,
     QueryCollator,
+    get_ppo_heldout_prompts,
     get_ppo_prompts,
+    save_ppo_result,
 )
 from motion_tokenizer import MotionVQVAE
 
@@ -131,7 +136,7 @@ def test_ppo_with_lora_moves_the_adapter_and_the_value_head_not_the_base(
     base, adapter = weights(policy, False), weights(policy, True)
     trainer.train()
     logs = [row for row in trainer.state.log_history if "objective/kl" in row]
-    assert len(logs) == 1 and all(key in logs[0] for key in CURVES)
+    assert len(logs) == 1 and all(key in logs[0] for key in (CURVES[0], *CURVES[1][:1], *CURVES[2:]))
     assert logs[0]["objective/kl"] == pytest.approx(0.0, abs=1e-3)  # the adapter starts at zero: policy = ref
     after_base, after_adapter = weights(policy, False), weights(policy, True)
     assert all(torch.equal(base[n], after_base[n]) for n in base if "trainable_tokens" not in n)
@@ -187,6 +192,9 @@ def test_ppo_recipe_on_two_processes_saves_a_loadable_adapter_and_curves(
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     run = json.loads((out / "ppo_run.json").read_text())
     assert run["world_size"] == 2 and len(run["log"]) == 2
+    # the recipe's guards: its KL budget (not reached), the held-out reward at the last update (eval_steps 10)
+    assert run["kl_budget"]["budget"] == 4.0 and run["kl_budget"]["stopped_at_step"] is None
+    assert [row["step"] for row in run["eval"]] == [2] and isinstance(run["eval"][0][HELDOUT_SCORES], float)
     assert (out / "training_curves.png").is_file()
     info = json.loads((out / "training_info.json").read_text())
     assert info["method"] == "PPO-LoRA" and info["hyperparameters"]["reward"] == str(reward_models[family])
@@ -221,3 +229,66 @@ def test_ppo_resumes_from_a_checkpoint_with_its_adapter_value_model_and_schedule
     resumed.train(resume_from_checkpoint=str(checkpoint))
     lrs = [row["lr"] for row in resumed.state.log_history if "lr" in row]
     assert len(lrs) == 1 and lrs[0] == pytest.approx(after_one[1])  # the one update left, on the schedule
+
+
+def budget_trainer(policy_artifacts, reward_models, family, tmp_path, **kw) -> MotionPPOTrainer:
+    """A PPO-LoRA trainer of 3 updates of 4 prompts with its KL budget; the k3 KL estimate is > 0 as soon as
+    the policy differs from the reference (k1's can be negative), and the adapter starts at zero."""
+    config = ppo_config(policy_artifacts, reward_models, family, tmp_path, total_episodes=12,
+                        gradient_accumulation_steps=1, kl_estimator="k3", kl_budget=1e-9, **kw)  # fmt: skip
+    model, tokenizer = load_policy(config.model_name_or_path, dropout=0.0)
+    reward = MotionRewardModel.from_pretrained(config.reward_model_path)
+    value = MotionRewardModel.from_pretrained(config.reward_model_path)
+    prompts, heldout = get_ppo_prompts(config, tokenizer), get_ppo_heldout_prompts(config, tokenizer)
+    peft_config = get_peft_config(model, tokenizer)
+    trainer = MotionPPOTrainer(config, tokenizer, model, reward, value, prompts, heldout, peft_config)
+    add_kl_budget(trainer, config, "PPO")
+    return trainer
+
+
+def test_kl_budget_stops_ppo_after_the_update_over_it_and_the_heldout_reward_is_logged(
+    policy_artifacts, reward_models, tmp_path
+):
+    # (T5's held-out responses, through our causal view, are the 2-process recipe test's)
+    heldout = dict(eval_strategy="steps", eval_steps=5, eval_prompts=3, per_device_eval_batch_size=2)
+    trainer = budget_trainer(policy_artifacts, reward_models, "llama", tmp_path, **heldout)
+    assert len(trainer.eval_dataset) == 3
+    trainer.train()  # TRL's loop ignores should_training_stop: MotionPPOTrainer ends it
+
+    stopped = trainer.state.global_step
+    assert stopped < trainer.state.max_steps == 3
+    assert trainer.state.episode == stopped * trainer.args.batch_size
+    tokenizer = trainer.processing_class
+    out = save_ppo_result(trainer, tokenizer, trainer.args, len(trainer.train_dataset), 1.0)
+    run = json.loads((out / RUN_FILE).read_text())
+    budget = run["kl_budget"]
+    assert budget["stopped_at_step"] == stopped and budget["metric"] == "objective/kl"
+    assert budget["final_kl"] == run["log"][-1]["objective/kl"] > 1e-9 and len(run["log"]) == stopped
+    # not an eval step (eval_steps 5): the stop asked for the held-out reward where training ended
+    assert [row["step"] for row in run["eval"]] == [stopped]
+    assert isinstance(run["eval"][0][HELDOUT_SCORES], float)
+    assert (out / "training_curves.png").is_file()
+
+
+def test_kl_budget_adapt_raises_kl_coef_and_trl_uses_it_from_the_next_update(
+    policy_artifacts, reward_models, tmp_path
+):
+    trainer = budget_trainer(policy_artifacts, reward_models, "llama", tmp_path, kl_budget_mode="adapt")
+    trainer.train()
+
+    assert trainer.state.global_step == 3  # adapt never stops
+    out = save_ppo_result(trainer, trainer.processing_class, trainer.args, len(trainer.train_dataset), 1.0)
+    budget = json.loads((out / RUN_FILE).read_text())["kl_budget"]
+    start, raised, *_ = budget["coefficients"]  # update 1 has KL 0 (the adapter starts at zero), update 2 not
+    assert start == {"step": 0, "coefficient": 0.05} and raised["step"] == 2 and raised["coefficient"] > 0.05
+    assert (
+        trainer.args.kl_coef == budget["coefficients"][-1]["coefficient"]
+        and budget["stopped_at_step"] is None
+    )
+    # TRL's per-token reward is -kl_coef x KL: update 3 used the coefficient raised after update 2
+    third = next(row for row in trainer.state.log_history if row.get("step") == 3 and "objective/kl" in row)
+    assert -third["objective/non_score_reward"] / third["objective/kl"] == pytest.approx(
+        raised["coefficient"]
+    )
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["hyperparameters"]["kl_coef"] == 0.05  # the card states the configured coefficient
