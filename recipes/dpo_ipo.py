@@ -31,7 +31,10 @@ def main() -> None:
 
     # Training
     info = recipe.training_info(
-        config, recipe.method_name(config.loss_type), "recipes/dpo_ipo.py", len(data["train"]),
+        config,
+        recipe.method_name(config.loss_type),
+        "recipes/dpo_ipo.py",
+        len(data["train"]),
         data["provenance"],
     )
     trainer = MotionDPOTrainer(model, args=config, train_dataset=data["train"], eval_dataset=data["eval"],

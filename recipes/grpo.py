@@ -10,6 +10,10 @@ aligns the demo's LLaMA SFT policy (outputs/demo/policy-llama) on the captions o
 (outputs/demo/tokenized), rewarded by the event judge and the demo's retrieval model (outputs/demo/retrieval).
 Writes the adapter, tokenizer, motion_vocab.json, motion_tokenizer.json, training_info.json and grpo_run.json
 to <output_dir>, checkpoints next to them.
+
+Guards against reward hacking: --kl_budget (the most per-token KL to the reference; --kl_budget_mode stop or
+adapt) and, with --eval_strategy steps, the reward of --eval_prompts held-out prompts (--eval_split) every
+--eval_steps, drawn beside the training reward (docs/methods/rlhf.md).
 """
 
 import logging
@@ -19,9 +23,11 @@ from motion_align.trainers.grpo_config import MotionGRPOConfig
 from motion_align.trainers.grpo_trainer import (
     MotionGRPOTrainer,
     get_grpo_prompts,
+    get_heldout_prompts,
     get_reward_functions,
     save_grpo_result,
 )
+from motion_align.trainers.kl_budget import add_kl_budget
 
 logger = logging.getLogger("grpo")
 
@@ -37,15 +43,16 @@ def main() -> None:
     recipe.require_decoder_only(model, config, "GRPOTrainer", "recipes/ppo.py")
     reward_funcs = get_reward_functions(config, tokenizer, recipe.load_motion_tokenizer(config))
 
-    # Data: one prompt per caption, ending with the start-of-motion token
-    prompts = get_grpo_prompts(config, tokenizer)
-    logger.info("%d training prompts", len(prompts))
+    # Data: one prompt per caption (the completion starts the motion); held-out prompts (or None)
+    prompts, heldout = get_grpo_prompts(config, tokenizer), get_heldout_prompts(config, tokenizer)
+    logger.info("%d training prompts, %s held-out", len(prompts), heldout and len(heldout))
 
     # Training
     info = recipe.training_info(config, "GRPO", "recipes/grpo.py", len(prompts))
     trainer = MotionGRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=prompts,
-                          processing_class=tokenizer, peft_config=peft_config,
+                          eval_dataset=heldout, processing_class=tokenizer, peft_config=peft_config,
                           callbacks=[recipe.AdapterCheckpointCallback(tokenizer, info)])  # fmt: skip
+    add_kl_budget(trainer, config, "GRPO")
     result = trainer.train(resume_from_checkpoint=recipe.resume_flag(config))
 
     # Save (every process), and push

@@ -10,20 +10,21 @@ from trl import GRPOConfig
 
 from motion_align.policy.generation import MAX_MOTION_TOKENS
 from motion_align.rewards.motion_rewards import GRPO_REWARD_FUNCTIONS
-from motion_align.trainers.config_fields import AdapterFields
+from motion_align.trainers.config_fields import AdapterFields, OnlineRLFields
 
 
 @dataclass
-class MotionGRPOConfig(AdapterFields, GRPOConfig):
+class MotionGRPOConfig(OnlineRLFields, AdapterFields, GRPOConfig):
     """GRPO (Shao et al. 2024, arXiv 2402.03300, through TRL's GRPOTrainer) of a saved decoder-only policy,
-    rewarded by motion reward functions."""
+    rewarded by motion reward functions; a KL budget and the reward on held-out prompts guard against reward
+    hacking (:class:`~motion_align.trainers.config_fields.OnlineRLFields`)."""
 
     #: Hyper-parameters the model card lists.
     card_fields: ClassVar[tuple[str, ...]] = (
         "reward_functions", "reward_weights", "num_generations", "max_completion_length", "temperature",
         "beta", "loss_type", "scale_rewards", "epsilon", "learning_rate", "lr_scheduler_type", "warmup_steps",
         "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
-        "lora_r", "lora_alpha", "lora_dropout", "use_peft", "seed",
+        "lora_r", "lora_alpha", "lora_dropout", "use_peft", "seed", "kl_budget", "kl_budget_mode",
     )  # fmt: skip
 
     model_name_or_path: str = field(
@@ -60,4 +61,11 @@ class MotionGRPOConfig(AdapterFields, GRPOConfig):
             )
         if self.beta < 0:
             raise ValueError(f"beta (the KL coefficient) must be >= 0, got {self.beta}")
+        if self.kl_budget is not None and self.beta == 0:
+            raise ValueError("kl_budget needs beta > 0: GRPOTrainer computes and logs the KL only then")
+        if self.kl_budget is not None and self.kl_budget_mode == "adapt" and self.use_liger_kernel:
+            raise ValueError(
+                "kl_budget_mode adapt raises trainer.beta, which the Liger loss (use_liger_kernel) copied "
+                "when it was built (TRL 1.12): use kl_budget_mode stop"
+            )
         super().__post_init__()

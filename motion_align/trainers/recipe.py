@@ -153,9 +153,10 @@ def load_tokenized_items(config: Any) -> Any:
     return items
 
 
-def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
+def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True, with_start: bool = True) -> Any:
     """Tokenized items -> one row per caption: ``caption``, ``events`` (JSON, ``""`` for none) and the query,
-    as ``input_ids`` (PPO) or as the ``prompt`` text (GRPO): the formatted caption and ``<som>``."""
+    as ``input_ids`` (PPO: the formatted caption and ``<som>``) or as the ``prompt`` text (GRPO: the formatted
+    caption, and ``<som>`` only ``with_start``)."""
     vocab, template = MotionVocab.from_tokenizer(tokenizer), template_of(tokenizer)
     has_events = "events" in items.column_names
 
@@ -167,7 +168,7 @@ def prompt_rows(items: Any, tokenizer: Any, with_ids: bool = True) -> Any:
                 if with_ids:
                     out["input_ids"].append(query_ids(tokenizer, caption, vocab))
                 else:
-                    out["prompt"].append(format_prompt(caption, template=template) + vocab.som)
+                    out["prompt"].append(format_prompt(caption, template=template) + (vocab.som * with_start))
                 out["caption"].append(caption)
                 out["events"].append(spec or "")
         return out

@@ -16,12 +16,40 @@ RECIPE = "recipes/llama/iterative_dpo/config_ipo_lora.yaml"
 
 
 def flags(artifacts, corpus, out, *extra: str) -> list[str]:
-    tiny = ["--model_name_or_path", str(artifacts["llama"]), "--corpus", str(corpus),
-            "--retrieval_model", str(artifacts["retrieval"]), "--output_dir", str(out),
-            "--prompts_per_round", "6", "--num_samples", "8", "--scorer", "reward", "--heldout_split", "train", "--heldout_prompts",
-            "4", "--per_device_train_batch_size", "2", "--max_steps", "2", "--save_steps", "1",
-            "--learning_rate", "1e-2", "--warmup_steps", "0", "--sampling_batch_size", "8", "--disable_tqdm",
-            "true"]  # fmt: skip
+    tiny = [
+        "--model_name_or_path",
+        str(artifacts["llama"]),
+        "--corpus",
+        str(corpus),
+        "--retrieval_model",
+        str(artifacts["retrieval"]),
+        "--output_dir",
+        str(out),
+        "--prompts_per_round",
+        "6",
+        "--num_samples",
+        "8",
+        "--scorer",
+        "reward",
+        "--heldout_split",
+        "train",
+        "--heldout_prompts",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--learning_rate",
+        "1e-2",
+        "--warmup_steps",
+        "0",
+        "--sampling_batch_size",
+        "8",
+        "--disable_tqdm",
+        "true",
+    ]
     return ["--config", RECIPE, *tiny, *extra]
 
 
@@ -29,11 +57,23 @@ def test_rounds_align_the_policy_on_its_own_samples_and_are_reused(
     policy_artifacts, tiny_corpus, tmp_path, monkeypatch
 ):
     out = tmp_path / "iterative"
-    assert run_script("recipes/iterative_dpo.py", flags(policy_artifacts, tiny_corpus, out, "--rounds", "1"),
-                      monkeypatch) == 0  # fmt: skip
+    assert (
+        run_script(
+            "recipes/iterative_dpo.py",
+            flags(policy_artifacts, tiny_corpus, out, "--rounds", "1"),
+            monkeypatch,
+        )
+        == 0
+    )
     first = (out / "round-1" / ROUND_FILE).read_text()
-    assert run_script("recipes/iterative_dpo.py", flags(policy_artifacts, tiny_corpus, out, "--rounds", "2"),
-                      monkeypatch) == 0  # fmt: skip
+    assert (
+        run_script(
+            "recipes/iterative_dpo.py",
+            flags(policy_artifacts, tiny_corpus, out, "--rounds", "2"),
+            monkeypatch,
+        )
+        == 0
+    )
     assert (out / "round-1" / ROUND_FILE).read_text() == first  # round 1 reused, not redone
 
     run = json.loads((out / RUN_FILE).read_text())
@@ -41,8 +81,10 @@ def test_rounds_align_the_policy_on_its_own_samples_and_are_reused(
     assert [r["round"] for r in rounds] == [1, 2]
     sft = str(policy_artifacts["llama"].resolve())
     # each round's pairs are the samples of the policy that round trains: the SFT policy, then round 1's
-    sampled = [json.loads((out / f"round-{r}" / "pairs" / "preferences.json").read_text())["sampled_from"]
-               for r in (1, 2)]  # fmt: skip
+    sampled = [
+        json.loads((out / f"round-{r}" / "pairs" / "preferences.json").read_text())["sampled_from"]
+        for r in (1, 2)
+    ]
     assert sampled == [sft, rounds[0]["policy"]] and rounds[1]["input_policy"] == rounds[0]["policy"]
     for r in (1, 2):
         info = json.loads((out / f"round-{r}" / "policy" / "training_info.json").read_text())
@@ -63,7 +105,9 @@ def test_rounds_align_the_policy_on_its_own_samples_and_are_reused(
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
 
 
-def test_kl_budget_stops_and_keeps_the_last_policy_within_it(policy_artifacts, tiny_corpus, tmp_path, monkeypatch):
+def test_kl_budget_stops_and_keeps_the_last_policy_within_it(
+    policy_artifacts, tiny_corpus, tmp_path, monkeypatch
+):
     out = tmp_path / "budget"
     argv = flags(policy_artifacts, tiny_corpus, out, "--rounds", "3", "--kl_budget", "1e-9")
     assert run_script("recipes/iterative_dpo.py", argv, monkeypatch) == 0
@@ -75,10 +119,23 @@ def test_kl_budget_stops_and_keeps_the_last_policy_within_it(policy_artifacts, t
     assert run["final"]["heldout"] == run["rounds"][0]["before"]
 
 
-def test_adapt_mode_doubles_beta_after_a_round_over_budget(policy_artifacts, tiny_corpus, tmp_path, monkeypatch):
+def test_adapt_mode_doubles_beta_after_a_round_over_budget(
+    policy_artifacts, tiny_corpus, tmp_path, monkeypatch
+):
     out = tmp_path / "adapt"
-    argv = flags(policy_artifacts, tiny_corpus, out, "--rounds", "2", "--kl_budget", "1e-9", "--kl_budget_mode",
-                 "adapt", "--reference", "previous")  # fmt: skip
+    argv = flags(
+        policy_artifacts,
+        tiny_corpus,
+        out,
+        "--rounds",
+        "2",
+        "--kl_budget",
+        "1e-9",
+        "--kl_budget_mode",
+        "adapt",
+        "--reference",
+        "previous",
+    )
     assert run_script("recipes/iterative_dpo.py", argv, monkeypatch) == 0
     rounds = json.loads((out / RUN_FILE).read_text())["rounds"]
     assert [r["beta"] for r in rounds] == [0.1, 0.2] and rounds[1]["beta_next"] == 0.4
@@ -97,16 +154,19 @@ def test_round_prompts_are_fresh_each_round_then_wrap():
 def test_config_refuses_bad_settings():
     from motion_align.trainers.iterative_config import MotionIterativeDPOConfig
 
-    for kwargs, message in (({"reference": "base"}, "reference must be one of"),
-                            ({"num_samples": 1}, "num_samples must be >= 2"),
-                            ({"kl_budget": 0.0}, "kl_budget must be > 0"),
-                            ({"scorer": "reward", "retrieval_model": None}, "needs retrieval_model")):  # fmt: skip
+    for kwargs, message in (
+        ({"reference": "base"}, "reference must be one of"),
+        ({"num_samples": 1}, "num_samples must be >= 2"),
+        ({"kl_budget": 0.0}, "kl_budget must be > 0"),
+        ({"scorer": "reward", "retrieval_model": None}, "needs retrieval_model"),
+    ):
         with pytest.raises(ValueError, match=message):
             MotionIterativeDPOConfig(output_dir="x", **kwargs)
 
 
-def test_previous_reference_is_exactly_the_previous_rounds_policy(policy_artifacts, tiny_corpus, tmp_path,
-                                                                  monkeypatch):  # fmt: skip
+def test_previous_reference_is_exactly_the_previous_rounds_policy(
+    policy_artifacts, tiny_corpus, tmp_path, monkeypatch
+):
     """With ``reference: previous`` round 2's reference log-probs are round 1's policy's, motion-token rows
     included (TRL's copy of the adapter leaves those out: complete_reference_copy adds them)."""
     from dataclasses import replace
@@ -131,8 +191,12 @@ def test_previous_reference_is_exactly_the_previous_rounds_policy(policy_artifac
     trainer = MotionDPOTrainer(model, args=config, train_dataset=data["train"], processing_class=tokenizer)
     assert complete_reference_copy(trainer.model) == 2  # the embedding's and the output layer's motion rows
     pairs = data["train"]
-    captions = [json.loads(line)["prompt"] for line in (out / "round-1" / "pairs" / "preferences.jsonl").open()]
-    motions = [json.loads(line)["chosen"] for line in (out / "round-1" / "pairs" / "preferences.jsonl").open()]
+    captions = [
+        json.loads(line)["prompt"] for line in (out / "round-1" / "pairs" / "preferences.jsonl").open()
+    ]
+    motions = [
+        json.loads(line)["chosen"] for line in (out / "round-1" / "pairs" / "preferences.jsonl").open()
+    ]
     assert len(pairs) == len(captions)
     merged, merged_tokenizer = load_policy(previous)
     expected = response_log_probs(merged.eval(), merged_tokenizer, captions, motions)
@@ -141,5 +205,6 @@ def test_previous_reference_is_exactly_the_previous_rounds_policy(policy_artifac
         reference = response_log_probs(trainer.model, tokenizer, captions, motions)
     assert torch.allclose(reference, expected, atol=1e-4)
     with trainer.model.disable_adapter():  # the SFT policy differs: round 1 moved it
-        assert not torch.allclose(response_log_probs(trainer.model, tokenizer, captions, motions), expected,
-                                  atol=1e-4)  # fmt: skip
+        assert not torch.allclose(
+            response_log_probs(trainer.model, tokenizer, captions, motions), expected, atol=1e-4
+        )
