@@ -8,8 +8,8 @@ of sampling from the current policy, judging, pairing and DPO/IPO (motion_align.
     # rerunning the same command carries on: finished rounds are reused, an interrupted one resumes
 
 With no arguments it aligns the demo's LLaMA SFT policy (outputs/demo/policy-llama) on captions of the demo's
-corpus (outputs/demo/corpus), ranked by the event judge. Writes round-N/ (pairs, policy, round.json), final/
-(the policy the run ends with), iterative_run.json and training_curves.png to <output_dir>.
+corpus (outputs/demo/corpus), ranked by the event judge. Writes round-N/ (pairs, policy, round.json),
+iterative_run.json, training_curves.png and the policy the run ends with (an adapter) to <output_dir>.
 """
 
 from motion_align.trainers import recipe

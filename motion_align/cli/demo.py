@@ -45,7 +45,10 @@ def add_demo_commands(commands: Any) -> None:
     demo.add_argument(
         "--tokenizer-recipe", default="recipes/tokenizer/small.yaml", help="tokenizer YAML recipe"
     )
-    demo.add_argument("--policy-family", default="t5", choices=["t5", "llama"], help="SFT stage's policy")
+    demo.add_argument(
+        "--policy-family", default="llama", choices=["t5", "llama"],
+        help="the policy the demo trains and aligns (the LLaMA trains best from scratch on a CPU)",
+    )  # fmt: skip
     demo.add_argument("--sft-recipe", default=None, help="default: recipes/<family>/sft/config_small.yaml")
     demo.add_argument("--eval-prompts", type=positive_int, default=200, help="held-out prompts to generate")
     demo.set_defaults(func=_demo)

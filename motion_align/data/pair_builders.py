@@ -205,11 +205,13 @@ def _as_prompts(prompts: Sequence[Any]) -> list[PairPrompt]:
 class _PairCollector:
     """Turns scored samples into pair rows (module docstring) and counts what happened to them."""
 
-    def __init__(self, vocab: MotionVocab, scorer: Scorer, source: str, pairs_per_prompt: int,
-                 min_gap: float, thresholds: Sequence[float]) -> None:  # fmt: skip
+    def __init__(self, vocab: MotionVocab, scorer: Scorer, source: str, pairs_per_prompt: int, min_gap: float,
+                 thresholds: Sequence[float], invalid_score: float | None = None) -> None:  # fmt: skip
         if not isinstance(min_gap, (int, float)) or not -1 <= min_gap < 1:
             raise ValueError(f"min_gap must be in [-1, 1) (below 0 keeps ties), got {min_gap!r}")
-        self.vocab, self.scorer, self.source = vocab, scorer, source
+        if invalid_score is not None and not 0 <= invalid_score <= 1:
+            raise ValueError(f"invalid_score must be in [0, 1] or None, got {invalid_score!r}")
+        self.vocab, self.scorer, self.source, self.invalid_score = vocab, scorer, source, invalid_score
         self.pairs_per_prompt, self.min_gap = _count("pairs_per_prompt", pairs_per_prompt, 1), float(min_gap)
         self.thresholds = _check_thresholds(thresholds)
         self.rows: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *SCORE_COLUMNS)}
@@ -231,9 +233,17 @@ class _PairCollector:
         ranked: dict[int, list[tuple[float, GeneratedMotion]]] = defaultdict(list)
         for m, s in zip(candidates, scores):
             ranked[m.prompt_index].append((float(s), m))
+        if self.invalid_score is not None:  # unusable samples that have codes: candidates for rejected only
+            unusable = {(m.prompt_index, tuple(m.codes)): m for m in reversed(motions)
+                        if not m.valid and m.codes}  # fmt: skip
+            for m in unusable.values():
+                if m.prompt_index in ranked:  # a prompt with at least one usable sample to prefer
+                    ranked[m.prompt_index].append((self.invalid_score, m))
+                    self.counts["invalid_candidates"] += 1
         self.counts["prompts_too_few"] += len(prompts) - len(ranked)  # no valid candidate at all
-        for index in sorted(ranked):
-            self._pair(prompts[index].caption, sorted(ranked[index], key=lambda sm: (-sm[0], sm[1].sample)))
+        for index in sorted(ranked):  # ties: usable before unusable, then by sample
+            order = sorted(ranked[index], key=lambda sm: (-sm[0], not sm[1].valid, sm[1].sample))
+            self._pair(prompts[index].caption, order)
 
     def _pair(self, caption: str, ranked: list[tuple[float, GeneratedMotion]]) -> None:
         """Pair i: the i-th best against the i-th worst of one prompt's ranked candidates. A prompt whose
@@ -243,7 +253,7 @@ class _PairCollector:
         if len(ranked) < 2:
             self.counts["prompts_too_few"] += 1
             return
-        if self.min_gap >= 0 and ranked[0][0] == ranked[-1][0]:
+        if self.min_gap >= 0 and ranked[0][0] == ranked[-1][0] and ranked[-1][1].valid:
             self.counts["prompts_tied"] += 1
             return
         kept = 0
@@ -272,7 +282,7 @@ class _PairCollector:
         duplicates, candidates, pairs, per degree) and mean scores."""
         chosen, rejected = (np.asarray(self.rows[name], dtype=np.float64) for name in SCORE_COLUMNS)
         names = ("prompts", "prompts_with_pairs", "prompts_tied", "prompts_too_few", "samples", "invalid",
-                 "duplicates", "candidates")  # fmt: skip
+                 "duplicates", "candidates", "invalid_candidates")  # fmt: skip
         report: dict[str, Any] = {name: int(self.counts[name]) for name in names}
         report.update(pairs=len(chosen), dropped_small_gap=int(self.counts["dropped_small_gap"]),
                       degrees={d: self.rows["degree"].count(d) for d in DEGREES})  # fmt: skip
@@ -296,15 +306,20 @@ def pair_candidates(
     min_gap: float = 0.0,
     thresholds: Sequence[float] = DEGREE_THRESHOLDS,
     source: str | None = None,
+    invalid_score: float | None = None,
 ) -> tuple[datasets.Dataset, dict[str, Any]]:
     """Pairs (dataset, report) from motions already sampled for ``prompts`` (``prompt_index`` into them);
-    :func:`judged_pairs` without the sampling. ``source`` defaults to the scorer's name."""
+    :func:`judged_pairs` without the sampling. ``source`` defaults to the scorer's name. With
+    ``invalid_score`` (e.g. 0, the judge's lowest) an unusable sample that has codes (too short or long, no
+    end token) is a candidate with that score, ranked below every usable one of the same score, so that it
+    can be the rejected motion of a pair: without it nothing in the pairs says that unfinished motions are
+    bad, and preference training moved probability onto them (the share of usable samples fell)."""
     prompts = _as_prompts(prompts)
     bad = next((m for m in motions if not 0 <= m.prompt_index < len(prompts)), None)
     if bad is not None:
         raise ValueError(f"a motion has prompt_index {bad.prompt_index} but there are {len(prompts)} prompts")
     collector = _PairCollector(MotionVocab(codebook_size), scorer, source or scorer_name(scorer),
-                               pairs_per_prompt, min_gap, thresholds)  # fmt: skip
+                               pairs_per_prompt, min_gap, thresholds, invalid_score)  # fmt: skip
     collector.add(prompts, motions)
     return collector.dataset(), collector.report()
 

@@ -26,7 +26,7 @@ class DemoConfig:
     tokenizer_overrides: dict | None = None
     #: Policy family of the SFT stage ("t5" or "llama"), its recipe (default: the family's small one),
     #: recipe overrides, and how many held-out prompts measure the share of valid generations.
-    policy_family: str = "t5"
+    policy_family: str = "llama"
     sft_recipe: str = ""
     sft_overrides: dict | None = None
     num_eval_prompts: int = 200
@@ -35,8 +35,9 @@ class DemoConfig:
     #: generation rounds (cycled over the repetitions) instead of 20, to stay within minutes on a CPU.
     evaluator_recipe: str = "recipes/evaluator/small.yaml"
     evaluator_overrides: dict | None = None
-    #: Alignment: the retrieval reward recipe, the judged pairs (train prompts x samples, best vs worst,
-    #: pairs whose score gap is at most min_gap dropped) and the IPO-LoRA recipe (default: the family's).
+    #: Alignment: the retrieval reward recipe, the judged pairs of the offline ablations (train prompts x
+    #: samples, best vs worst, pairs whose score gap is at most min_gap dropped) and the iterative IPO-LoRA
+    #: recipe (default: the family's recipes/<family>/iterative_dpo/config_ipo_lora.yaml).
     reward_recipe: str = "recipes/retrieval/small.yaml"
     reward_overrides: dict | None = None
     pairs: dict = field(

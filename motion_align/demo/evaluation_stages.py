@@ -29,7 +29,7 @@ def _policies(stages: dict) -> dict[str, str]:
     name = f"{figures['family']} {figures['preset']}"
     policies = {f"{name} SFT": stages["policy"]["path"]}
     if stages.get("aligned", {}).get("path"):
-        policies[f"{name} IPO-LoRA"] = stages["aligned"]["path"]
+        policies[f"{name} iterative IPO-LoRA"] = stages["aligned"]["path"]
     if stages.get("sopo", {}).get("path"):
         policies[f"{name} SoPo-LoRA"] = stages["sopo"]["path"]
     return policies

@@ -29,6 +29,8 @@ class Run:
     args: dict[str, Any] = field(default_factory=dict)
     needs: list[str] = field(default_factory=list)
     seeded: bool = True
+    #: Processes of its ``accelerate launch`` (1: ``python <recipe>``, as every published ablation run).
+    processes: int = 1
 
     def folder(self, runs: Path, seed: int) -> Path:
         return runs / (f"{self.name}-seed{seed}" if self.seeded else self.name)
@@ -97,7 +99,8 @@ class Plan:
         return ordered
 
     def command(self, run: Run, seed: int, demo: Path, runs: Path) -> list[str]:
-        """``python <recipe> --config <yaml> --flag value ...`` for ``run`` at ``seed``."""
+        """``python <recipe> --config <yaml> --flag value ...`` for ``run`` at ``seed`` (``accelerate launch
+        --multi_gpu --num_processes N <recipe> ...`` for a run of several processes)."""
         if run.recipe is None:
             raise ValueError(f"run {run.name!r} has no recipe: it is the starting policy")
         fill = {"demo": str(demo), "runs": str(runs), "seed": str(seed)}
@@ -105,6 +108,9 @@ class Plan:
         if not run.seeded:
             args.pop("seed", None)
         argv = [sys.executable, run.recipe, "--config", run.config]
+        if run.processes > 1:  # on CPUs gloo processes (ACCELERATE_USE_CPU, set by runs.train)
+            launcher = str(Path(sys.executable).with_name("accelerate"))
+            argv = [launcher, "launch", "--multi_gpu", "--num_processes", str(run.processes), *argv[1:]]
         for key, value in args.items():
             argv.append(f"--{key}")
             values = value if isinstance(value, list) else [value]
@@ -147,7 +153,7 @@ def _resolve_runs(raw: dict[str, dict]) -> dict[str, Run]:
     runs = {}
     for name in raw:
         spec = fields(name)
-        unknown = set(spec) - {"recipe", "config", "args", "needs", "seeded"}
+        unknown = set(spec) - {"recipe", "config", "args", "needs", "seeded", "processes"}
         if unknown:
             raise ValueError(f"runs.{name}: unknown field(s) {sorted(unknown)}")
         runs[name] = Run(name=name, **spec)

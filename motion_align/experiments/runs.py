@@ -35,6 +35,12 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run_folder(plan: Plan, run: Run, seed: int, demo: Path, runs: Path) -> Path:
     """Where ``run`` at ``seed`` is (or will be): the starting policy for the run without a recipe."""
     return plan.policy_path(demo) if run.recipe is None else run.folder(runs, seed)
@@ -55,6 +61,8 @@ def train(plan: Plan, run: Run, seed: int, demo: Path, runs: Path, logs: Path) -
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as stream:
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        if run.processes > 1 and not _has_gpu():
+            env["ACCELERATE_USE_CPU"] = "true"
         done = subprocess.run(argv, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"run {folder.name} failed (exit {done.returncode}); its log: {log}")
@@ -80,6 +88,7 @@ class Evaluations:
         self.plan, self.demo, self.out = plan, demo, out
         self._evaluator: Any = None
         self._judge: Any = None
+        self._strict: Any = None
         self._protocols: dict[tuple[str, int], Any] = {}
         settings = json.dumps(plan.evaluation, sort_keys=True).encode()
         self.protocol_tag = hashlib.sha256(settings).hexdigest()[:8]  # another protocol, another cache
@@ -90,11 +99,17 @@ class Evaluations:
         from motion_align.rewards.event_judge import EventJudge
 
         if (split, seed) not in self._protocols:
+            settings = dict(self.plan.evaluation)
+            strict = settings.pop("strict_judge", None)  # also the figures under the stricter judge
             if self._evaluator is None:
                 self._evaluator, self._judge = load_evaluator(self.demo / "evaluator"), EventJudge()
-            config = ProtocolConfig(**{**self.plan.evaluation, "split": split, "seed": seed})
+                if strict is not None:
+                    from motion_align.rewards.strict_judge import StricterEventJudge
+
+                    self._strict = StricterEventJudge(strict)
+            config = ProtocolConfig(**{**settings, "split": split, "seed": seed})
             self._protocols[split, seed] = Evaluation(
-                self._evaluator, self.demo / "corpus", config, self._judge
+                self._evaluator, self.demo / "corpus", config, self._judge, self._strict
             )
         return self._protocols[split, seed]
 

@@ -31,6 +31,7 @@ class MotionDPOConfig(PreferenceDataFields, AdapterFields, DPOConfig):
         "beta",
         "degree_use",
         "margin_scale",
+        "rpo_alpha",
         *TRAINING_CARD_FIELDS,
     )
 
@@ -48,6 +49,10 @@ class MotionDPOConfig(PreferenceDataFields, AdapterFields, DPOConfig):
         default=0.1,
         metadata={"help": "Margin per degree point (much_better 3, better 2, slightly_better 1, unsure 0)."},
     )
+    rpo_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the chosen motions' per-token NLL added to the loss (0: none)."},
+    )
     load_in_4bit: bool = field(
         default=False, metadata={"help": "QLoRA: load the base in 4 bits (bitsandbytes)."}
     )
@@ -64,6 +69,8 @@ class MotionDPOConfig(PreferenceDataFields, AdapterFields, DPOConfig):
             raise ValueError(f"beta must be > 0, got {self.beta}")
         if not 0.0 <= self.label_smoothing <= 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5], got {self.label_smoothing}")
+        if self.rpo_alpha < 0:
+            raise ValueError(f"rpo_alpha must be >= 0, got {self.rpo_alpha}")
         if self.degree_use not in DEGREE_USES:
             raise ValueError(f"degree_use must be one of {DEGREE_USES}, got {self.degree_use!r}")
         if self.load_in_4bit and not self.use_peft:

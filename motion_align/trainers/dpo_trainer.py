@@ -137,6 +137,7 @@ class MotionDPOTrainer(AtomicCheckpoints, DPOTrainer):
         self._is_encoder_decoder = policy_family(model) == "t5"
         self.degree_use = getattr(args, "degree_use", "none")
         self.margin_scale = getattr(args, "margin_scale", 1.0)
+        self.rpo_alpha = getattr(args, "rpo_alpha", 0.0)
         set_seed(args.seed)  # the LoRA initialisation below is part of the run: same seed, same adapter
         if args.disable_dropout:  # TRL's switch reaches nn.Dropout modules, not LLaMA's functional dropout
             set_dropout(model, 0.0)
@@ -267,6 +268,12 @@ class MotionDPOTrainer(AtomicCheckpoints, DPOTrainer):
         chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected  # (B,)
         ratios = sequence_log_ratios(self.loss_types[0], chosen_ratio, rejected_ratio, *n_tokens.chunk(2))
         loss = self._pair_loss(inputs, *ratios)
+        if self.rpo_alpha:  # DPO+NLL (Pang et al. 2024): the chosen motions' mean per-token NLL
+            nll = -(chosen / n_tokens.chunk(2)[0].clamp(min=1)).mean()
+            loss = loss + self.rpo_alpha * nll
+            self._metrics[mode]["nll_loss"].append(
+                self.accelerator.gather_for_metrics(nll.detach()).mean().item()
+            )
         self._log_pairs(mode, chosen, rejected, chosen_ratio, rejected_ratio, inputs)
         self._log_tokens(mode, logits, mask, inputs)
         return (loss, {"logits": logits}) if return_outputs else loss

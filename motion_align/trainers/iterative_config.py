@@ -22,7 +22,8 @@ class MotionIterativeDPOConfig(MotionDPOConfig):
 
     card_fields: ClassVar[tuple[str, ...]] = (
         *MotionDPOConfig.card_fields, "rounds", "reference", "prompts_per_round", "num_samples",
-        "pairs_per_prompt", "scorer", "min_gap", "sampling_temperature", "kl_budget", "kl_budget_mode",
+        "pairs_per_prompt", "scorer", "invalid_rejected", "min_gap", "sampling_temperature", "kl_budget",
+        "kl_budget_mode",
     )  # fmt: skip
 
     model_name_or_path: str = field(
@@ -48,6 +49,10 @@ class MotionIterativeDPOConfig(MotionDPOConfig):
         default=0.0, metadata={"help": "Pairs whose score gap is at most this are dropped."}
     )
     scorer: str = field(default="judge", metadata={"help": f"What ranks the samples: one of {SCORERS}."})
+    invalid_rejected: bool = field(
+        default=True,
+        metadata={"help": "Unusable samples (too short or long, unfinished) may be rejected, scoring 0."},
+    )
     retrieval_model: str | None = field(
         default="outputs/demo/retrieval",
         metadata={"help": "Retrieval model of the reward scorers (never the metrics evaluator)."},

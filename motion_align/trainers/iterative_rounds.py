@@ -76,12 +76,12 @@ CURVES_FILE = "training_curves.png"
 SCRIPT = "recipes/iterative_dpo.py"
 #: Counts of the per-process pair reports that add up.
 REPORT_COUNTS = ("prompts", "prompts_with_pairs", "prompts_tied", "prompts_too_few", "samples", "invalid",
-                 "duplicates", "candidates", "dropped_small_gap")  # fmt: skip
+                 "duplicates", "candidates", "invalid_candidates", "dropped_small_gap")  # fmt: skip
 
 
-def round_seed(seed: int, round_index: int, part: int = 0) -> int:
-    """A sampling seed per (run seed, round, process or purpose)."""
-    return int(np.random.SeedSequence([seed, round_index, part]).generate_state(1)[0] % 2**31)
+def round_seed(*parts: int) -> int:
+    """A sampling seed per (run seed, round, process or purpose, chunk)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % 2**31)
 
 
 def round_prompts(prompts: list[PairPrompt], count: int, seed: int, round_index: int) -> list[PairPrompt]:
@@ -129,19 +129,42 @@ def add_up(parts: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(value / count, 5) for key, value in total.items()}
 
 
+def sample(config: Any, policy: Any, captions: list[str], num_samples: int, seed: int, what: str,
+           state: Any) -> list[Any]:  # fmt: skip
+    """``num_samples`` motions per caption from ``policy`` ((model, tokenizer, motion tokenizer)), in chunks
+    of ``sampling_batch_size`` captions (chunk c seeded by (``seed``, c)), with a progress bar on the main
+    process; ``prompt_index`` counts over all of ``captions``."""
+    from tqdm.auto import tqdm
+
+    batch = config.sampling_batch_size
+    motions: list[Any] = []
+    bar = tqdm(total=len(captions), desc=what, unit="caption",
+               disable=config.disable_tqdm or not state.is_local_main_process)  # fmt: skip
+    for chunk, start in enumerate(range(0, len(captions), batch)):
+        sampling = SamplingConfig(temperature=config.sampling_temperature, num_samples=num_samples,
+                                  seed=round_seed(seed, chunk))  # fmt: skip
+        part = generate_motions(*policy, captions[start : start + batch], sampling, batch)
+        for motion in part:
+            motion.prompt_index += start
+        motions += part
+        bar.update(len(captions[start : start + batch]))
+    bar.close()
+    return motions
+
+
 def sample_and_pair(
     config: Any, policy: str, prompts: list[PairPrompt], scoring: Scoring, round_index: int, state: Any
 ) -> tuple[list[dict] | None, dict[str, Any] | None]:
     """Steps 1-2 of a round on every process: the main process gets (pair rows, report), the others None."""
     share = prompts[state.process_index :: state.num_processes]
     model, tokenizer, motion_tokenizer = load_generator(policy)
-    sampling = SamplingConfig(temperature=config.sampling_temperature, num_samples=config.num_samples,
-                              seed=round_seed(config.seed, round_index, state.process_index))  # fmt: skip
-    motions = generate_motions(model, tokenizer, motion_tokenizer, [p.caption for p in share], sampling,
-                               config.sampling_batch_size)  # fmt: skip
+    seed = round_seed(config.seed, round_index, state.process_index)
+    motions = sample(config, (model, tokenizer, motion_tokenizer), [p.caption for p in share],
+                     config.num_samples, seed, f"round {round_index}: sampling", state)  # fmt: skip
     codebook = MotionVocab.from_tokenizer(tokenizer).codebook_size
+    invalid_score = 0.0 if config.invalid_rejected else None
     pairs, report = pair_candidates(share, motions, scoring.pair_scorer(), codebook, config.pairs_per_prompt,
-                                    config.min_gap)  # fmt: skip
+                                    config.min_gap, invalid_score=invalid_score)  # fmt: skip
     payload = {"rows": pairs.to_list(), "report": report, "rewards": scoring.mean_rewards(share, motions)}
     gathered = gather_object([payload])
     if not state.is_main_process:
@@ -167,11 +190,9 @@ def measure(
         return {}
     share = heldout[state.process_index :: state.num_processes]
     model, tokenizer, motion_tokenizer = load_generator(policy)
-    sampling = SamplingConfig(
-        temperature=config.sampling_temperature, seed=round_seed(config.seed, 0, 1000 + state.process_index)
-    )  # fmt: skip  (the same held-out draw every round)
-    motions = generate_motions(model, tokenizer, motion_tokenizer, [p.caption for p in share], sampling,
-                               config.sampling_batch_size)  # fmt: skip
+    seed = round_seed(config.seed, 0, 1000 + state.process_index)  # the same held-out draw every round
+    motions = sample(config, (model, tokenizer, motion_tokenizer), [p.caption for p in share], 1, seed,
+                     "held-out", state)  # fmt: skip
     sums = scoring.mean_rewards(share, motions)
     vocab = MotionVocab.from_tokenizer(tokenizer)
     sums["kl"] = 0.0
@@ -258,8 +279,9 @@ def over_budget(config: Any, kl: float | None) -> bool:
 
 
 def run_rounds(config: Any) -> Path | None:
-    """Every round (finished ones reused), then the final measurement, ``iterative_run.json``, the curves
-    and ``final/`` (a copy of the policy the run ends with). Returns the output folder on the main process."""
+    """Every round (finished ones reused), then ``iterative_run.json``, the curves, and the policy the run
+    ends with copied into the output folder (an adapter folder, loadable like any recipe's result; nothing
+    when the first round already went over the KL budget). Returns the output folder on the main process."""
     state = PartialState()
     out = Path(config.output_dir)
     sft_name = config.model_name_or_path
@@ -300,9 +322,10 @@ def run_rounds(config: Any) -> Path | None:
            "kl_budget": {"budget": config.kl_budget, "mode": config.kl_budget_mode, "unit": "nats per motion",
                          "stopped_after_round": stopped, "max_kl": max_kl}}  # fmt: skip
     write_json(out / RUN_FILE, run)
-    if current:
-        shutil.rmtree(out / "final", ignore_errors=True)
-        shutil.copytree(current, out / "final", ignore=shutil.ignore_patterns("checkpoint-*", ".saving"))
+    if current:  # the policy the run ends with, in <output_dir> itself, as every recipe leaves its result
+        for item in Path(current).iterdir():
+            if item.is_file():
+                shutil.copy2(item, out / item.name)
     plot_round_curves(run, out / CURVES_FILE)
     logger.info("iterative alignment done: %s", out / RUN_FILE)
     return out

@@ -394,3 +394,33 @@ def test_rank_mean_gives_scorers_equal_say_within_each_prompt():
     assert np.argmax(plain) == 0  # the judge's one coarse step decides the best
     np.testing.assert_allclose(rank, 0.999 * np.array([0.5, 0.625, 0.375]) + 0.001 * (plain), atol=1e-12)
     assert np.argmin(rank) == 2 and np.argmax(rank) == 1  # each scorer counts equally
+
+
+def test_unusable_samples_can_be_rejected_with_invalid_score():
+    """With ``invalid_score`` an unusable sample that has codes ranks below every usable one of its prompt,
+    so a prompt whose usable samples all tie still gives a pair; a prompt with no usable sample gives none."""
+    scores = {10: 0.5, 11: 0.5}
+
+    def fixed(captions, specs, motions):
+        return np.array([scores[m.codes[0]] for m in motions])
+
+    motions = [motion(0, 0, 10), motion(0, 1, 11), motion(0, 2, 12, frames=32),  # too short
+               motion(1, 0, 13, frames=32)]  # fmt: skip
+    prompts = [("a person jumps twice.", []), ("a man waves.", [])]
+    ds, report = pair_candidates(prompts, motions, fixed, codebook_size=32, pairs_per_prompt=2)
+    assert len(ds) == 0 and report["prompts_tied"] == 1 and report["prompts_too_few"] == 1
+    ds, report = pair_candidates(
+        prompts, motions, fixed, codebook_size=32, pairs_per_prompt=2, invalid_score=0.0
+    )
+    vocab = MotionVocab(32)
+    assert list(ds["rejected"]) == [vocab.codes_to_string(motions[2].codes)] and list(ds["prompt"]) == [
+        "a person jumps twice."
+    ]
+    assert (
+        ds["chosen_score"][0] == 0.5 and ds["rejected_score"][0] == 0.0 and ds["degree"][0] == "much_better"
+    )
+    assert (
+        report["invalid_candidates"] == 1 and report["prompts_tied"] == 0 and report["prompts_too_few"] == 1
+    )
+    with pytest.raises(ValueError, match="invalid_score must be in"):
+        pair_candidates(prompts, motions, fixed, codebook_size=32, invalid_score=2.0)

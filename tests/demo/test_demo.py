@@ -28,13 +28,22 @@ def tiny_config(out: Path) -> DemoConfig:
         reference=HUMANML3D if HUMANML3D.is_dir() else None,
         tokenizer_recipe="recipes/tokenizer/tiny.yaml",
         tokenizer_overrides={"max_steps": 4, "eval_max_clips": 4},
-        sft_recipe="recipes/t5/sft/config_tiny.yaml",
+        sft_recipe="recipes/llama/sft/config_tiny.yaml",
         sft_overrides={"max_steps": 60, "eval_steps": 60, "save_steps": 60, "disable_tqdm": "true"},
         num_eval_prompts=3,
         reward_recipe="recipes/retrieval/tiny.yaml",
         reward_overrides={"max_steps": 4, "save_steps": 2, "disable_tqdm": "true"},
         pairs=dict(num_prompts=10, num_samples=4, pairs_per_prompt=1, min_gap=-1.0),
-        align_overrides={**steps, "eval_steps": 2},
+        align_overrides={
+            **steps,
+            "rounds": 1,
+            "prompts_per_round": 4,
+            "num_samples": 4,
+            "scorer": "reward",
+            "min_gap": -1.0,
+            "heldout_prompts": 2,
+            "sampling_batch_size": 4,
+        },
         sopo_overrides=steps,
         evaluator_recipe="recipes/evaluator/tiny.yaml",
         evaluator_overrides={"max_steps": 4, "save_steps": 2, "eval_group_size": 4, "disable_tqdm": "true"},
@@ -105,11 +114,11 @@ def test_tokenizer_stage(demo):
 def test_tokenized_and_policy_stages(demo):
     assert "motion-align tokenize " in demo.stage("tokenized")["command"]
     policy = demo.stage("policy")["figures"]  # SFT ran through `accelerate launch` on two processes
-    assert policy["family"] == "t5" and policy["world_size"] == 2 and policy["steps"] == 60
+    assert policy["family"] == "llama" and policy["world_size"] == 2 and policy["steps"] == 60
     assert policy["held_out_prompts"] == 3 and 0 <= policy["valid"] <= 3 and policy["eval_loss"] > 0
     text = demo.section("policy")
-    assert "## Policy: t5 tiny" in text and "held-out prompts" in text and "| corpus clip frames |" in text
-    folder = demo.config.out / "policy-t5"
+    assert "## Policy: llama tiny" in text and "held-out prompts" in text and "| corpus clip frames |" in text
+    folder = demo.config.out / "policy-llama"
     assert (folder / "training_curves.png").is_file()
     rows = [json.loads(line) for line in (folder / "generations.jsonl").open()]
     assert len(rows) == 3 and all(row["prompt"] and isinstance(row["codes"], list) for row in rows)
@@ -133,21 +142,22 @@ def test_preferences_stage(demo):
 
 
 def test_aligned_stage(demo):
-    figures = demo.stage("aligned")["figures"]  # IPO-LoRA through `accelerate launch` on two processes
-    assert (
-        figures["world_size"] == 2
-        and figures["steps"] == 2
-        and "## IPO-LoRA alignment" in demo.section("aligned")
-    )
-    assert lora_moved(demo.config.out / "aligned-t5")
+    record = demo.stage("aligned")  # iterative IPO-LoRA through `accelerate launch` on two processes
+    figures = record["figures"]
+    assert figures["world_size"] == 2 and len(figures["rounds"]) == 1 and figures["rounds"][0]["pairs"] > 0
+    assert "recipes/iterative_dpo.py" in record["command"]
+    text = demo.section("aligned")
+    assert "## Iterative on-policy IPO-LoRA" in text and "| 1 |" in text and record["curves"] in text
+    assert (demo.config.out / record["curves"]).is_file()
+    assert lora_moved(demo.config.out / "aligned-llama")  # the policy the rounds end with
 
 
 def test_sopo_stage(demo):
     figures = demo.stage("sopo")["figures"]  # SoPo-LoRA through `accelerate launch` on two processes
     assert figures["world_size"] == 2 and figures["steps"] == 2 and 0 < figures["sampling_share"] < 1
     assert "## SoPo-LoRA" in demo.section("sopo")
-    assert (demo.config.out / "sopo-t5" / "training_curves.png").is_file()
-    assert lora_moved(demo.config.out / "sopo-t5")
+    assert (demo.config.out / "sopo-llama" / "training_curves.png").is_file()
+    assert lora_moved(demo.config.out / "sopo-llama")
 
 
 def test_evaluator_and_evaluation_stages(demo):
@@ -155,21 +165,31 @@ def test_evaluator_and_evaluation_stages(demo):
     demo.stage("evaluation")
     out = demo.config.out
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
-    policies = ["t5 tiny SFT", "t5 tiny IPO-LoRA", "t5 tiny SoPo-LoRA"]
+    policies = ["llama tiny SFT", "llama tiny IPO-LoRA", "llama tiny SoPo-LoRA"]
     assert set(metrics["rows"]) == {"real", "reconstruction", *policies} and metrics["prompts"] == 32
     for name, row in metrics["rows"].items():
         assert 0 <= row["metrics"]["R@1"]["mean"] <= 1 and row["metrics"]["R@1"]["n"] == 3
         assert ("FID" in row["metrics"]) == (name != "real") and row["events"]["score"]["n"] > 0
     assert metrics["rows"]["real"]["events"]["integrity"]["mean"] == 1.0  # the judge agrees with the labels
-    assert metrics["rows"]["t5 tiny SFT"]["metrics"]["MultiModality"]["n"] == 3
+    assert metrics["rows"]["llama tiny SFT"]["metrics"]["MultiModality"]["n"] == 3
     comparison = json.loads((out / "comparison" / "comparison.json").read_text())
     assert list(comparison["policies"]) == policies and len(comparison["rows"]) == 2
     text = demo.section("evaluation")
-    assert "t5 tiny SFT (left) vs t5 tiny IPO-LoRA (middle) vs t5 tiny SoPo-LoRA (right)" in text
+    assert (
+        "llama tiny SFT (left) vs llama tiny iterative IPO-LoRA (middle) vs llama tiny SoPo-LoRA (right)"
+        in text
+    )
     for row in comparison["rows"]:
         assert all((out / file).is_file() and f"]({file})" in text for file in row["files"][:1])
+        # under each prompt's render, the event judge's verdict on each policy's motion
+        assert len(row["verdicts"]) == 3 and all(
+            v.startswith(("score ", "no usable motion")) for v in row["verdicts"]
+        )
+        assert all(f"| {name} | {v} |" in text for name, v in zip(policies, row["verdicts"]))
     assert (
-        "## Evaluation" in text and "| t5 tiny SFT |" in text and "not comparable to published tables" in text
+        "## Evaluation" in text
+        and "| llama tiny SFT |" in text
+        and "not comparable to published tables" in text
     )
 
 

@@ -165,6 +165,25 @@ def test_degree_margins_enter_the_loss(policies, tmp_path, family, loss_type):
     assert trainer._metrics["train"]["rewards/margins"] == [0.0]
 
 
+@pytest.mark.parametrize("family", ["t5", "llama"])
+def test_rpo_alpha_adds_the_chosen_motions_per_token_nll(policies, tmp_path, family):
+    """DPO+NLL (Pang et al. 2024): the loss is the preference loss plus alpha times the chosen completions'
+    mean per-token negative log-likelihood, computed here from a plain forward pass."""
+    plain = trainer_for(policies, family, tmp_path, loss_type="ipo")
+    weighted = trainer_for(policies, family, tmp_path, loss_type="ipo", rpo_alpha=0.5)
+    batch = first_batch(weighted)
+    with torch.no_grad():
+        base, loss = plain.compute_loss(plain.model, batch), weighted.compute_loss(weighted.model, batch)
+        logps, n_tokens, _, _ = weighted.completion_logps(weighted.model, batch)
+    half = len(logps) // 2
+    nll = -(logps[:half] / n_tokens[:half]).mean()
+    assert nll > 0
+    torch.testing.assert_close(loss, base + 0.5 * nll)
+    torch.testing.assert_close(torch.tensor(weighted._metrics["train"]["nll_loss"][0]), nll)
+    with pytest.raises(ValueError, match="rpo_alpha must be >= 0"):
+        args(tmp_path, rpo_alpha=-1.0)
+
+
 def test_label_smoothing_from_degree(policies, tmp_path):
     trainer = trainer_for(policies, "llama", tmp_path, degree_use="label_smoothing", loss_type="sigmoid")
     assert trainer.train_dataset["pair_smoothing"] == [DEGREE_LABEL_SMOOTHING[d] for d in pairs()["degree"]]

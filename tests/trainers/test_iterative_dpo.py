@@ -100,7 +100,7 @@ def test_rounds_align_the_policy_on_its_own_samples_and_are_reused(
     assert rounds[0]["before"]["kl"] == 0.0  # the SFT policy itself
     assert run["final"]["policy"] == rounds[1]["policy"] and run["final"]["heldout"] == rounds[1]["after"]
     assert (out / "training_curves.png").is_file()
-    model, _ = load_policy(out / "final")  # the policy the run ends with, loadable like any adapter folder
+    model, _ = load_policy(out)  # the policy the run ends with, loadable like any adapter folder
     reloaded, _ = load_policy(rounds[1]["policy"])
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
 
@@ -115,7 +115,10 @@ def test_kl_budget_stops_and_keeps_the_last_policy_within_it(
     assert run["kl_budget"]["stopped_after_round"] == 1 and len(run["rounds"]) == 1
     assert run["rounds"][0]["over_budget"] and run["rounds"][0]["after"]["kl"] > 1e-9
     # round 1's policy went over the budget: the run ends with the policy it started from
-    assert run["final"]["policy"] == str(policy_artifacts["llama"]) and not (out / "final").exists()
+    assert (
+        run["final"]["policy"] == str(policy_artifacts["llama"])
+        and not (out / "adapter_config.json").exists()
+    )
     assert run["final"]["heldout"] == run["rounds"][0]["before"]
 
 
