@@ -14,6 +14,7 @@ from motion_align.cli.generation import positive_int
 
 def _demo(args: argparse.Namespace) -> None:
     from motion_align.demo import DemoConfig, run_demo
+    from motion_align.demo.common import DEMO_ALIGN_BUDGET
 
     config = DemoConfig(
         out=Path(args.out),
@@ -25,6 +26,7 @@ def _demo(args: argparse.Namespace) -> None:
         policy_family=args.policy_family,
         sft_recipe=args.sft_recipe or "",
         num_eval_prompts=args.eval_prompts,
+        align_overrides=None if args.align_budget == "full" else dict(DEMO_ALIGN_BUDGET),
     )
     report = run_demo(config)
     print(f"report: {report}")
@@ -50,5 +52,9 @@ def add_demo_commands(commands: Any) -> None:
         help="the policy the demo trains and aligns (the LLaMA trains best from scratch on a CPU)",
     )  # fmt: skip
     demo.add_argument("--sft-recipe", default=None, help="default: recipes/<family>/sft/config_small.yaml")
+    demo.add_argument(
+        "--align-budget", choices=("demo", "full"), default="demo",
+        help="iterative alignment: the demo's minutes-sized rounds, or the recipe's full budget",
+    )  # fmt: skip
     demo.add_argument("--eval-prompts", type=positive_int, default=200, help="held-out prompts to generate")
     demo.set_defaults(func=_demo)

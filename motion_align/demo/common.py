@@ -11,6 +11,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: The demo's budget for the iterative alignment stage, within 6 minutes on 2 CPU cores: fewer captions,
+#: samples and steps per round than the recipe's (`motion-align demo --align-budget full` runs the recipe as
+#: it is, the budget of docs/RESULTS.md's on-policy table).
+DEMO_ALIGN_BUDGET = {"prompts_per_round": 192, "num_samples": 6, "max_steps": 24, "heldout_prompts": 64}
+
+
 @dataclass
 class DemoConfig:
     out: Path = Path("outputs/demo")
@@ -44,7 +50,7 @@ class DemoConfig:
         default_factory=lambda: dict(num_prompts=1500, num_samples=6, pairs_per_prompt=2, min_gap=0.02)
     )
     align_recipe: str = ""
-    align_overrides: dict | None = None
+    align_overrides: dict | None = field(default_factory=lambda: dict(DEMO_ALIGN_BUDGET))
     #: SoPo-LoRA recipe (default: the family's config_sopo_lora.yaml) and overrides.
     sopo_recipe: str = ""
     sopo_overrides: dict | None = None

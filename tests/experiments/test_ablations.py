@@ -15,6 +15,7 @@ from motion_align.experiments.plan import load_plan
 from motion_align.experiments.runs import Evaluations
 from motion_align.experiments.tables import check_orderings, seed_interval, verdict
 from motion_align.trainers.dpo_config import MotionDPOConfig
+from motion_align.trainers.iterative_config import MotionIterativeDPOConfig
 from motion_align.trainers.kto_config import MotionKTOConfig
 from motion_align.trainers.ppo_config import MotionPPOConfig
 from motion_align.trainers.reward_config import MotionRewardConfig
@@ -23,9 +24,10 @@ from motion_align.trainers.sopo_config import MotionSoPoConfig
 PLAN = REPO / "experiments" / "ablations.yaml"
 CONFIGS = {"recipes/dpo_ipo.py": MotionDPOConfig, "recipes/kto.py": MotionKTOConfig,
            "recipes/sopo.py": MotionSoPoConfig, "recipes/ppo.py": MotionPPOConfig,
-           "recipes/reward_model.py": MotionRewardConfig}  # fmt: skip
+           "recipes/reward_model.py": MotionRewardConfig,
+           "recipes/iterative_dpo.py": MotionIterativeDPOConfig}  # fmt: skip
 ISSUE_TABLES = {"methods", "losses", "lora", "data_fraction", "degrees", "beta", "online", "events",
-                "generalisation"}  # fmt: skip
+                "generalisation", "on_policy", "on_policy_generalisation"}  # fmt: skip
 
 
 def test_the_plan_has_every_table_and_every_command_parses(tmp_path):
@@ -37,6 +39,10 @@ def test_the_plan_has_every_table_and_every_command_parses(tmp_path):
         if run.recipe is None:
             continue
         argv = plan.command(run, 7, tmp_path / "demo", tmp_path / "runs")
+        if run.processes > 1:  # accelerate launch --multi_gpu --num_processes N <recipe> ...
+            assert argv[1:5] == ["launch", "--multi_gpu", "--num_processes", str(run.processes)]
+            argv = argv[4:]
+        assert argv[1] == run.recipe
         (config,) = TrlParser((CONFIGS[run.recipe],)).parse_args_and_config(argv[2:])  # flags are real fields
         assert config.output_dir == str(run.folder(tmp_path / "runs", 7))
         assert config.model_name_or_path == str(tmp_path / "demo" / "policy-llama")
