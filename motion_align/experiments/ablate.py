@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,10 @@ def _check_inputs(plan: Plan, names: list[str], demo: Path) -> None:
             f"{demo} --policy-family llama` (or `accelerate launch recipes/sft.py --config "
             f"recipes/llama/sft/config_small.yaml --data_dir {demo}/tokenized --output_dir {policy}`)"
         )
-    for name in ("corpus", "evaluator", "preferences", "tokenized", "retrieval"):
+    runs = [run for name in names for run in plan.runs_for(plan.tables[name])]
+    used = {name for run in runs for value in run.args.values()
+            for name in re.findall(r"\{demo\}/(\w+)", str(value))}  # fmt: skip
+    for name in ("corpus", "evaluator", *sorted(used - {"corpus", "evaluator"})):  # what these tables read
         if not (demo / name).exists():
             raise FileNotFoundError(f"{demo / name}: missing; `make demo` (or `motion-align demo`) writes it")
 
