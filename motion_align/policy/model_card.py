@@ -53,6 +53,9 @@ class ModelCardInfo:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: Which policy sampled the preference pairs and whether it is the aligned one (recipe.pair_provenance).
+    pairs: dict[str, Any] | None = None
+    round: int | None = None  # the round of an iterative run (recipes/iterative_dpo.py)
     repo_id: str | None = None  # for the "How to load" snippet; the push fills it in
     kind: str | None = None  # the artifact kind (artifacts.KINDS); None: an adapter
 
@@ -222,7 +225,12 @@ def _card_body(folder: Path, info: ModelCardInfo, kind: str, family: str | None,
         lines += [f"- {k}: {vq[k]}" for k in ("codebook_size", "code_dim", "nfeats", "down_t") if k in vq]
     data = "Preference dataset" if kind in (ADAPTER, FULL_POLICY) else "Dataset"
     lines += ["", "## Training data", "", f"- {data}: `{redact(info.dataset or missing)}`",
-              f"- Rows: {info.rows if info.rows is not None else missing}", "", "## Metrics", ""]  # fmt: skip
+              f"- Rows: {info.rows if info.rows is not None else missing}"]  # fmt: skip
+    if info.pairs and info.pairs.get("sampled_from"):
+        labels = {True: " (on-policy)", False: " (off-policy: another policy's samples)"}
+        where = redact(str(info.pairs["sampled_from"]))
+        lines.append(f"- Pairs sampled from: `{where}`{labels.get(info.pairs.get('on_policy'), '')}")
+    lines += ["", "## Metrics", ""]
     lines += _table(("metric", "value"), info.metrics) if info.metrics else [missing]
     lines += ["", "## Recipe", "", f"Recipe: `{redact(info.recipe or missing)}`", ""]
     if info.hyperparameters:

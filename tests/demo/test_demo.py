@@ -165,7 +165,7 @@ def test_evaluator_and_evaluation_stages(demo):
     demo.stage("evaluation")
     out = demo.config.out
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
-    policies = ["llama tiny SFT", "llama tiny IPO-LoRA", "llama tiny SoPo-LoRA"]
+    policies = ["llama tiny SFT", "llama tiny iterative IPO-LoRA", "llama tiny SoPo-LoRA"]
     assert set(metrics["rows"]) == {"real", "reconstruction", *policies} and metrics["prompts"] == 32
     for name, row in metrics["rows"].items():
         assert 0 <= row["metrics"]["R@1"]["mean"] <= 1 and row["metrics"]["R@1"]["n"] == 3

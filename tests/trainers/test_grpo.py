@@ -121,7 +121,9 @@ def test_grpo_lora_trains_the_adapter_only_and_saves_a_loadable_policy(policy_ar
     # B the A matrices move only from the second step that has a signal (with OMP_NUM_THREADS=1 the first
     # step has none).
     flags = "--per_device_train_batch_size 8 --num_generations 8 --max_steps 3 --logging_steps 1"
-    config = grpo_config(policy_artifacts, tmp_path, *flags.split(), "--save_strategy", "no")
+    config = grpo_config(
+        policy_artifacts, tmp_path, *flags.split(), "--save_strategy", "no", "--eval_strategy", "no"
+    )
     model, tokenizer, peft_config = get_policy(config)
     rewards = get_reward_functions(config, tokenizer, load_motion_tokenizer(config))
     items = datasets.load_from_disk(str(policy_artifacts["tokenized"]))["train"]
