@@ -196,11 +196,15 @@ def aligned_section(config: DemoConfig, record: dict) -> list[str]:
         "| KL from SFT (nats/motion) | seconds |",
         "|---:|---:|---:|---:|---|---:|---:|",
     ]
+
+    def num(value: float | None, digits: int = 3) -> str:  # no held-out captions (heldout_prompts 0): "-"
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for r in f["rounds"]:
         lines.append(
             f"| {r['round']} | {r['pairs']} | {r['prompts_tied']} | {r['train_judge']:.3f} | "
-            f"{r['heldout_judge_before']:.3f} -> {r['heldout_judge_after']:.3f} | {r['kl_after']:.2f} | "
-            f"{r['seconds']:.0f} |"
+            f"{num(r['heldout_judge_before'])} -> {num(r['heldout_judge_after'])} | "
+            f"{num(r['kl_after'], 2)} | {r['seconds']:.0f} |"
         )
     return [*lines, "", f"![reward, held-out reward and KL per round]({record['curves']})", ""]
 
