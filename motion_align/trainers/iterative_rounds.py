@@ -92,17 +92,41 @@ def round_prompts(prompts: list[PairPrompt], count: int, seed: int, round_index:
     return [prompts[order[(start + i) % len(prompts)]] for i in range(min(count, len(prompts)))]
 
 
+class Remembered:
+    """A scorer that scores each motion object once: the pairs and the reward curves of a round read the same
+    samples' scores (:meth:`Scoring.forget` between rounds)."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer, self.name, self.scores = scorer, scorer.name, {}
+
+    def __call__(self, captions: Any, specs: Any, motions: Any) -> np.ndarray:
+        new = [i for i, m in enumerate(motions) if id(m) not in self.scores]
+        if new:
+            picked = [motions[i] for i in new]
+            found = self.scorer([captions[i] for i in new], [specs[i] for i in new], picked)
+            self.scores.update({id(motions[i]): float(v) for i, v in zip(new, found, strict=True)})
+        return np.array([self.scores[id(m)] for m in motions], dtype=np.float64)
+
+
 class Scoring:
-    """The round's scorer and the judge's raw scores (the reward curves read those)."""
+    """The round's scorer and the judge's raw scores (the reward curves read those); each motion is scored
+    once."""
 
     def __init__(self, config: Any) -> None:
-        self.judge = JudgeScorer()
+        self.judge = Remembered(JudgeScorer())
         self.reward = None
         if config.scorer != "judge":
             from motion_align.rewards.retrieval import TextMotionRetrieval
 
-            self.reward = RewardScorer(TextMotionRetrieval.from_pretrained(config.retrieval_model).eval())
+            model = TextMotionRetrieval.from_pretrained(config.retrieval_model).eval()
+            self.reward = Remembered(RewardScorer(model))
         self.kind = config.scorer
+
+    def forget(self) -> None:
+        """Drops the remembered scores (the motions they belong to are gone)."""
+        for scorer in (self.judge, self.reward):
+            if scorer is not None:
+                scorer.scores.clear()
 
     def pair_scorer(self) -> Any:
         if self.kind == "judge":
@@ -166,6 +190,7 @@ def sample_and_pair(
     pairs, report = pair_candidates(share, motions, scoring.pair_scorer(), codebook, config.pairs_per_prompt,
                                     config.min_gap, invalid_score=invalid_score)  # fmt: skip
     payload = {"rows": pairs.to_list(), "report": report, "rewards": scoring.mean_rewards(share, motions)}
+    scoring.forget()
     gathered = gather_object([payload])
     if not state.is_main_process:
         return None, None
@@ -194,6 +219,7 @@ def measure(
     motions = sample(config, (model, tokenizer, motion_tokenizer), [p.caption for p in share], 1, seed,
                      "held-out", state)  # fmt: skip
     sums = scoring.mean_rewards(share, motions)
+    scoring.forget()
     vocab = MotionVocab.from_tokenizer(tokenizer)
     sums["kl"] = 0.0
     if sft is not None:
