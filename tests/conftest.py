@@ -1,13 +1,23 @@
 """Shared fixtures: one tiny procedural corpus per test session."""
 
+import atexit
+import os
 import runpy
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 from motion_align.data.corpus import CorpusConfig, build_corpus
+from motion_align.evaluation.reference_cache import CACHE_ENV
+
+#: Evaluations keep their reference embeddings in a cache (motion_align.evaluation.reference_cache): the
+#: tests' go to a folder of this session's (subprocesses inherit it), never to the user's ~/.cache.
+os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="motion-align-test-cache-")
+atexit.register(shutil.rmtree, os.environ[CACHE_ENV], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 #: Real HumanML3D files (one clip, Mean.npy/Std.npy) in the project's workspace beside the checkout, outside

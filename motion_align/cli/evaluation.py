@@ -58,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         config = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig)})
     run_evaluation(
         args.data, args.evaluator, args.out, config, policies, args.motion_tokenizer, not args.no_judge,
-        estimators, args.max_frames, args.grammar, strict_judge=args.strict_judge,
+        estimators, args.max_frames, args.grammar, strict_judge=args.strict_judge, cache=not args.no_cache,
     )  # fmt: skip
     print((Path(args.out) / "metrics.md").read_text(encoding="utf-8"), end="")
 
@@ -109,5 +109,10 @@ def add_evaluation_commands(commands: Any) -> None:
         "--strict-judge", type=strict_fraction, default=None, metavar="FRACTION",
         help="also report the event accuracies with every judge threshold moved FRACTION (e.g. 0.2) "
         "against the motion (docs/evaluation.md)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--no-cache", action="store_true",
+        help="recompute the text and real-motion embeddings and the real row instead of reading them from "
+        "$MOTION_ALIGN_CACHE/evaluation (default ~/.cache/motion-align/evaluation)",
     )  # fmt: skip
     evaluate.set_defaults(func=_evaluate)

@@ -8,7 +8,8 @@ of the motions, and Euclidean distances between them:
   dropped), rank the 32 motions of a group by distance to each text; the top-k rate is the share of texts
   whose own motion is among the k nearest.
 - :func:`mm_dist`: mean distance between each text and its own motion.
-- :func:`fid`: Frechet distance between Gaussians fitted to real and to generated motion embeddings,
+- :func:`fid` (and :class:`RealStatistics` for a fixed real set): Frechet distance between Gaussians fitted
+  to real and to generated motion embeddings,
   ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
 - :func:`diversity`: mean distance between 300 random pairs of motions.
 - :func:`multimodality`: for each prompt with several generated motions, mean distance between 10 random
@@ -19,6 +20,7 @@ of the motions, and Euclidean distances between them:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,7 +94,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     ``Tr (S1 S2)^(1/2)`` is the sum of the square roots of the eigenvalues of ``S1^(1/2) S2 S1^(1/2)``
     (similar to ``S1 S2``, and symmetric positive semi-definite, so ``eigh`` applies and stays real).
     """
-    root1 = _sqrt_psd(np.asarray(sigma1, dtype=np.float64))
+    sigma1 = np.asarray(sigma1, dtype=np.float64)
+    return _frechet_with_root(mu1, sigma1, _sqrt_psd(sigma1), mu2, sigma2)
+
+
+def _frechet_with_root(
+    mu1: np.ndarray, sigma1: np.ndarray, root1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """:func:`frechet_distance` with ``S1^(1/2)`` given (computed once for a fixed first Gaussian)."""
     inner = root1 @ np.asarray(sigma2, dtype=np.float64) @ root1
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
     diff = np.asarray(mu1, dtype=np.float64) - np.asarray(mu2, dtype=np.float64)
@@ -110,6 +119,28 @@ def gaussian_statistics(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fid(real_emb: np.ndarray, generated_emb: np.ndarray) -> float:
     """Frechet distance between the embedding distributions of real and generated motions."""
     return frechet_distance(*gaussian_statistics(real_emb), *gaussian_statistics(generated_emb))
+
+
+@dataclass(frozen=True)
+class RealStatistics:
+    """What FID needs of the real motions: their embeddings' mean ``(D,)``, covariance ``(D, D)`` and the
+    covariance's square root, computed once per evaluation (and cached with it, see
+    :mod:`motion_align.evaluation.reference_cache`) instead of once per repetition and row. Its
+    :meth:`fid` equals :func:`fid` against the embeddings they came from, to the last bit."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    root: np.ndarray
+
+    @classmethod
+    def of(cls, real_emb: np.ndarray) -> RealStatistics:
+        mean, cov = gaussian_statistics(real_emb)
+        cov = np.asarray(cov, dtype=np.float64)
+        return cls(mean, cov, _sqrt_psd(cov))
+
+    def fid(self, generated_emb: np.ndarray) -> float:
+        """Frechet distance from these real motions to ``generated_emb`` ``(N, D)``."""
+        return _frechet_with_root(self.mean, self.cov, self.root, *gaussian_statistics(generated_emb))
 
 
 def diversity(

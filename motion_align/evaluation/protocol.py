@@ -32,9 +32,9 @@ import numpy as np
 from motion_align.data.text_motion import Item, iter_items
 from motion_align.evaluation.metrics import (
     DIVERSITY_PAIRS,
+    RealStatistics,
     confidence_interval,
     diversity,
-    fid,
     mm_dist,
     multimodality,
     r_precision,
@@ -124,14 +124,17 @@ def _embed_motions(evaluator: Any, motions: Sequence[np.ndarray], batch_size: in
 def summarise(
     text_emb: np.ndarray,
     rounds: Sequence[np.ndarray],
-    real_emb: np.ndarray | None,
+    real_emb: np.ndarray | RealStatistics | None,
     repeats: int,
     seed: int,
     mm_rounds: Sequence[np.ndarray] = (),
 ) -> dict[str, dict[str, float]]:
     """Mean and 95% interval of every metric over ``repeats`` repetitions; ``rounds`` are the motion
-    embeddings of each generation round (cycled), ``mm_rounds`` the (prompts, samples, D) ones."""
+    embeddings of each generation round (cycled), ``mm_rounds`` the (prompts, samples, D) ones.
+    ``real_emb``: the real motions' embeddings or their statistics, for FID (None: no FID)."""
     values: dict[str, list[float]] = {name: [] for name in METRICS}
+    if real_emb is not None and not isinstance(real_emb, RealStatistics):
+        real_emb = RealStatistics.of(real_emb)
     pairs = min(DIVERSITY_PAIRS, len(text_emb))
     for r in range(repeats):
         rng = np.random.default_rng([seed, r])
@@ -141,7 +144,7 @@ def summarise(
         values["MM-Dist"].append(mm_dist(text_emb, emb))
         values["Diversity"].append(diversity(emb, pairs, rng))
         if real_emb is not None:
-            values["FID"].append(fid(real_emb, emb))
+            values["FID"].append(real_emb.fid(emb))
         if mm_rounds:
             values["MultiModality"].append(multimodality(mm_rounds[r % len(mm_rounds)], rng=rng))
     return {name: confidence_interval(v) for name, v in values.items() if v}
@@ -166,12 +169,20 @@ class Evaluation:
     """Runs the protocol on one split for any number of motion sources, sharing the real embeddings.
 
     ``judge``: the event judge of the event accuracies (None: none); ``strict_judge``: a second one whose
-    figures are added as ``STRICT_EVENT_FIGURES`` (a StricterEventJudge; needs ``judge``)."""
+    figures are added as ``STRICT_EVENT_FIGURES`` (a StricterEventJudge; needs ``judge``). ``cache_dir``:
+    where the text and real-motion embeddings, their FID statistics and the real row are kept between runs,
+    keyed by data and evaluator fingerprints (:mod:`motion_align.evaluation.reference_cache`; None: not
+    cached)."""
 
     def __init__(
         self, evaluator: Any, corpus: str | Path, config: ProtocolConfig, judge: Any = None,
-        strict_judge: Any = None,
+        strict_judge: Any = None, cache_dir: str | Path | None = None,
     ) -> None:  # fmt: skip
+        from motion_align.evaluation.reference_cache import (
+            ReferenceCache,
+            module_fingerprint,
+            prompts_fingerprint,
+        )
         from motion_align.motion.normalization import Normalizer
 
         if strict_judge is not None and judge is None:
@@ -183,11 +194,21 @@ class Evaluation:
                 f"{corpus}: {len(self.prompts)} prompts of split {config.split!r}; R-precision needs 32"
             )
         self.mean = Normalizer.load(corpus).mean
-        self.text_emb = _numpy(
-            evaluator.embed_texts(_text_inputs(self.prompts), batch_size=config.batch_size)
-        )
         self.real = [p.item.features for p in self.prompts]
-        self.real_emb = _embed_motions(evaluator, self.real, config.batch_size)
+        self.cache = None
+        if cache_dir is not None:
+            fingerprints = prompts_fingerprint(self.prompts), module_fingerprint(evaluator)
+            self.cache = ReferenceCache(cache_dir, *fingerprints)
+        cached = self.cache.arrays() if self.cache is not None else None
+        if cached is None:
+            text_emb = _numpy(evaluator.embed_texts(_text_inputs(self.prompts), batch_size=config.batch_size))
+            stats = RealStatistics.of(real_emb := _embed_motions(evaluator, self.real, config.batch_size))
+            cached = {"text_emb": text_emb, "real_emb": real_emb, "real_mean": stats.mean,
+                      "real_cov": stats.cov, "real_root": stats.root}  # fmt: skip
+            if self.cache is not None:
+                self.cache.save_arrays(cached)
+        self.text_emb, self.real_emb = cached["text_emb"], cached["real_emb"]
+        self.real_stats = RealStatistics(cached["real_mean"], cached["real_cov"], cached["real_root"])
 
     def _row(self, rounds: list[list[np.ndarray | None]], with_fid: bool, mm: list[np.ndarray] = ()) -> dict:
         embedded, missing = [], 0
@@ -199,7 +220,7 @@ class Evaluation:
             "metrics": summarise(
                 self.text_emb,
                 embedded,
-                self.real_emb if with_fid else None,
+                self.real_stats if with_fid else None,
                 self.config.repeats,
                 self.config.seed,
                 mm,
@@ -215,8 +236,24 @@ class Evaluation:
         return row
 
     def real_motions(self) -> dict:
-        """The ground-truth motions: the ceiling every other row is read against."""
-        return self._row([list(self.real)], with_fid=False)
+        """The ground-truth motions: the ceiling every other row is read against (from the cache when the
+        data, evaluator, protocol and judges are those it was computed with)."""
+        settings = {"protocol": asdict(self.config) | {"batch_size": None}, "judges": self._judges()}
+        row = self.cache.real_row(settings) if self.cache is not None else None
+        if row is None:
+            row = self._row([list(self.real)], with_fid=False)
+            if self.cache is not None:
+                self.cache.save_real_row(settings, row)
+        return row
+
+    def _judges(self) -> list:
+        """What the event figures depend on: each judge's class and settings."""
+        judges: list = []
+        for judge in (self.judge, self.strict_judge):
+            describe = getattr(judge, "describe", None)
+            settings = describe() if describe else None
+            judges.append(None if judge is None else [type(judge).__qualname__, settings])
+        return judges
 
     def reconstructions(self, motion_tokenizer: Any) -> dict:
         """The motion tokenizer's encode/decode of the real motions (the ceiling of any token policy)."""
@@ -245,6 +282,8 @@ class Evaluation:
         """What was evaluated, for metrics.json (with the strict judge's ``describe()`` if there is one)."""
         record = {"protocol": asdict(self.config), "prompts": len(self.prompts),
                   "prompts_with_events": sum(bool(p.item.events) for p in self.prompts)}  # fmt: skip
+        if self.cache is not None:
+            record["cache"] = {"folder": str(self.cache.folder), "reused": sorted(set(self.cache.hits))}
         if self.strict_judge is not None:
             describe = getattr(self.strict_judge, "describe", None)
             record["strict_judge"] = describe() if describe else type(self.strict_judge).__name__

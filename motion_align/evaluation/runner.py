@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.evaluation.protocol import Evaluation, ProtocolConfig, format_tables, policy_generator
+from motion_align.evaluation.reference_cache import default_cache_dir
 from motion_align.evaluation.t2m_protocol import T2MEvaluation, T2MProtocolConfig
 from motion_align.motion.humanml3d import folder_skeleton
 from motion_tokenizer.atomic_files import write_atomic
@@ -49,6 +50,7 @@ def run_evaluation(
     max_frames: int | None = None,
     grammar: Collection[str] = (),
     strict_judge: float | None = None,
+    cache: bool = True,
 ) -> dict:
     """Evaluates the real motions, the reconstructions of ``motion_tokenizer`` (if given) and each policy
     of ``policies`` (name -> policy folder, with the motion tokenizer it records). A policy named in
@@ -57,7 +59,9 @@ def run_evaluation(
     :class:`T2MProtocolConfig` runs Guo et al.'s protocol (no event accuracies). ``strict_judge``: a fraction
     (e.g. 0.2) to also report the event accuracies under a
     :class:`~motion_align.rewards.strict_judge.StricterEventJudge` with every threshold moved that much
-    against the motion (None: not; refused with ``judge=False`` and with the t2m protocol). Returns the
+    against the motion (None: not; refused with ``judge=False`` and with the t2m protocol). ``cache``: read
+    and keep the text and real-motion embeddings and the real row in
+    :func:`~motion_align.evaluation.reference_cache.default_cache_dir` (the local protocol). Returns the
     record."""
     if strict_judge is not None:
         from motion_align.rewards.strict_judge import check_fraction
@@ -83,7 +87,9 @@ def run_evaluation(
                 from motion_align.rewards.strict_judge import StricterEventJudge
 
                 stricter = StricterEventJudge(strict_judge)
-        evaluation, label = Evaluation(scorer, corpus, config, event_judge, stricter), LABEL
+        cache_dir = default_cache_dir() if cache else None
+        evaluation = Evaluation(scorer, corpus, config, event_judge, stricter, cache_dir)
+        label = LABEL
     rows: dict[str, dict] = {"real": evaluation.real_motions()}
     logger.info("real motions: R@1 %.3f", rows["real"]["metrics"]["R@1"]["mean"])
     if motion_tokenizer:

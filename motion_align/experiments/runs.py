@@ -95,6 +95,7 @@ class Evaluations:
 
     def _protocol(self, split: str, seed: int) -> Any:
         from motion_align.evaluation.protocol import Evaluation, ProtocolConfig
+        from motion_align.evaluation.reference_cache import default_cache_dir
         from motion_align.evaluation.runner import load_evaluator
         from motion_align.rewards.event_judge import EventJudge
 
@@ -109,7 +110,7 @@ class Evaluations:
                     self._strict = StricterEventJudge(strict)
             config = ProtocolConfig(**{**settings, "split": split, "seed": seed})
             self._protocols[split, seed] = Evaluation(
-                self._evaluator, self.demo / "corpus", config, self._judge, self._strict
+                self._evaluator, self.demo / "corpus", config, self._judge, self._strict, default_cache_dir()
             )
         return self._protocols[split, seed]
 
