@@ -4,6 +4,7 @@
 - :mod:`~motion_align.cli.generation`: length-estimator, generate, validity
 - :mod:`~motion_align.cli.evaluation`: evaluate
 - :mod:`~motion_align.cli.pairs`: pairs (judged, labels; the Hub push in :mod:`~motion_align.cli.pair_hub`)
+- :mod:`~motion_align.cli.judge`: judge (an AI judge on rendered frames, against the event judge)
 - :mod:`~motion_align.cli.push`: push
 - :mod:`~motion_align.cli.interop`: import (MotionGPT, T2M-GPT, T2M evaluator, joints, BVH)
 - :mod:`~motion_align.cli.export`: export (BVH, NPZ, JSON)
@@ -24,6 +25,7 @@ from motion_align.cli.evaluation import add_evaluation_commands
 from motion_align.cli.export import add_export_command
 from motion_align.cli.generation import add_generation_commands
 from motion_align.cli.interop import add_import_command
+from motion_align.cli.judge import add_judge_command
 from motion_align.cli.pairs import add_pairs_command
 from motion_align.cli.push import add_push_command
 from motion_align.entry_points import DEBUG_FLAG, EXIT_BAD_INPUT, guarded, take_debug_flag
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluation_commands(commands)
     add_demo_commands(commands)
     add_pairs_command(commands)
+    add_judge_command(commands)
     add_push_command(commands)
     add_import_command(commands)
     add_export_command(commands)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_align.cli.generation import positive_int
+from motion_align.cli.judge import add_ai_judge_flags, ai_judge_from_args
 from motion_align.data.pair_builders import (
     JudgeScorer,
     MeanScorer,
@@ -23,10 +24,18 @@ from motion_align.data.pair_builders import (
 from motion_align.data.preferences import DEGREES, load_preferences, read_json_records, save_preferences
 
 REPORT_FILE = "pairs_report.json"
-SCORERS = ("judge", "reward", "judge+reward")
+SCORERS = ("judge", "reward", "judge+reward", "ai-judge")
 
 
 def _scorer_from_args(args: argparse.Namespace) -> Scorer:
+    if args.scorer != "ai-judge" and args.judge_model:
+        raise ValueError("--judge-model and the other --judge-* flags are only read by --scorer ai-judge")
+    if args.scorer == "ai-judge":
+        if args.reward:
+            raise ValueError("--reward is only read by --scorer reward or judge+reward")
+        from motion_align.rewards.ai_judge import AIJudgeScorer
+
+        return AIJudgeScorer(ai_judge_from_args(args, "judge-"))
     if args.scorer == "judge":
         if args.reward:
             raise ValueError("--reward is only read by --scorer reward or judge+reward")
@@ -48,6 +57,8 @@ def no_pairs_reason(report: dict[str, Any], min_gap: float) -> str:
     samples, invalid = report["samples"], report["invalid"]
     if samples and invalid == samples:
         return f"all {samples} samples are invalid (no motion decodes from them)"
+    if report.get("unscored") and report["unscored"] == report["candidates"]:
+        return f"the judge failed on every one of the {report['candidates']} candidates (see its failures)"
     if report.get("prompts_tied") and not report["dropped_small_gap"]:
         tied = report["prompts_tied"]
         return f"every prompt's samples score the same ({tied} prompts tied, {invalid} invalid samples)"
@@ -108,6 +119,9 @@ def _judged_command(args: argparse.Namespace) -> None:
         top_p=args.top_p, seed=args.seed, batch_size=args.batch_size, min_gap=args.min_gap,
     )  # fmt: skip
     report.update(model=str(args.model), corpus=str(args.corpus), split=args.split, reward=args.reward)
+    if args.scorer == "ai-judge":  # failures by kind, requests, cache hits, tokens, cost
+        report["ai_judge"] = scorer.report()
+        scorer.judge.client.close()
     if len(dataset) == 0:
         raise ValueError(f"no pairs, nothing written to {out}: {no_pairs_reason(report, args.min_gap)}")
     codebook_size = motion_tokenizer.config.codebook_size
@@ -124,7 +138,11 @@ def _judged_command(args: argparse.Namespace) -> None:
 def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir: str, codebook_size: int):
     from motion_align.cli.pair_hub import PairCardInfo
 
-    scorer = {"judge": "the event judge", "reward": "the retrieval reward"}.get(
+    scorer = {
+        "judge": "the event judge",
+        "reward": "the retrieval reward",
+        "ai-judge": f"an AI judge ({args.judge_model} on rendered frames)",
+    }.get(
         args.scorer,
         "the event judge and the retrieval reward (the mean of their "
         + ("within-prompt ranks)" if args.combine == "rank" else "scores)"),
@@ -142,6 +160,8 @@ def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir
     counts = {name: report[name] for name in ("prompts", "prompts_with_pairs", "prompts_tied", "samples",
                                               "invalid", "duplicates", "candidates", "pairs")}  # fmt: skip
     counts["dropped (score gap <= min gap)"] = report["dropped_small_gap"]
+    if report.get("unscored"):
+        counts["left out (the judge failed on them)"] = report["unscored"]
     counts.update({f"pairs {d}": report["degrees"][d] for d in DEGREES})
     counts.update({name: report[name] for name in ("mean_chosen_score", "mean_rejected_score", "mean_gap")})
     made_by = (
@@ -154,6 +174,21 @@ def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir
 def _labels_command(args: argparse.Namespace) -> None:
     from motion_align.data.preference_import import import_instructmotion
 
+    imported = {"--labels": args.labels, "--tokens": args.tokens, "--codebook-size": args.codebook_size}
+    if args.store is not None:  # the labelling app's store (motion_align.labelling)
+        if any(value is not None for value in imported.values()):
+            raise ValueError("--store exports the labelling app's labels: --labels/--tokens/--codebook-size are "
+                             "for importing InstructMotion's")  # fmt: skip
+        from motion_align.cli.label import export_store_labels
+
+        token = _hub_token(args)
+        out, card = export_store_labels(args)
+        if args.push_to_hub:
+            _push(args, out, token, card)
+        return
+    missing = [flag for flag, value in imported.items() if value is None]
+    if missing:
+        raise ValueError(f"importing InstructMotion labels needs {', '.join(missing)} (or --store labels.db)")
     token = _hub_token(args)
     dataset = import_instructmotion(args.labels, args.tokens, args.codebook_size, not args.no_unsure)
     out = save_preferences(dataset, args.out, args.codebook_size, overwrite=args.overwrite)
@@ -227,15 +262,23 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
     judged.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is <= this")
     judged.add_argument("--out", required=True, help="folder for the dataset (save_preferences)")
     judged.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_ai_judge_flags(judged, "judge-")  # read by --scorer ai-judge (docs/methods/ai_judge.md)
     _add_hub_flags(judged)
     judged.set_defaults(func=_judged_command)
 
-    labels = kinds.add_parser("labels", help="import InstructMotion's human preference labels")
-    labels.add_argument("--labels", required=True, help="preference_labels.jsonl")
-    labels.add_argument("--tokens", required=True, help="folder the samples' token files are relative to")
-    labels.add_argument("--codebook-size", type=positive_int, required=True, help="codes of the VQ-VAE")
+    labels = kinds.add_parser(
+        "labels", help="human labels as pairs: `motion-align label`'s store, or InstructMotion's labels"
+    )
+    labels.add_argument("--store", default=None, help="label store of `motion-align label` (labels.db)")
+    labels.add_argument("--min-votes", type=positive_int, default=1, help="--store: fewest votes a pair needs")
+    labels.add_argument("--labels", default=None, help="InstructMotion's preference_labels.jsonl")
+    labels.add_argument("--tokens", default=None, help="folder the samples' token files are relative to")
+    labels.add_argument("--codebook-size", type=positive_int, default=None, help="codes of the VQ-VAE")
     labels.add_argument("--no-unsure", action="store_true", help='drop "Negligibly better/unsure" pairs')
-    labels.add_argument("--out", required=True, help="folder for the dataset (save_preferences)")
+    labels.add_argument(
+        "--out", required=True,
+        help="folder for the dataset (save_preferences); with --store also a .jsonl or .parquet file",
+    )  # fmt: skip
     labels.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _add_hub_flags(labels)
     labels.set_defaults(func=_labels_command)

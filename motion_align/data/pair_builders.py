@@ -11,7 +11,11 @@ whose score gap is at most ``min_gap`` too; the gap gives the pair's degree (:fu
 
 Scorers map (captions, event specs, motions) to scores in [0, 1]: :class:`JudgeScorer` (the event judge,
 AToM's integrity/temporal/frequency reward), :class:`RewardScorer` (the TMR-style retrieval model),
-:class:`MeanScorer` (their mean, "judge+reward"), or any plain function of the same signature.
+:class:`MeanScorer` (their mean, "judge+reward"), the AI judge (``rewards.ai_judge.AIJudgeScorer``), or any
+plain function of the same signature. A scorer whose ``can_fail`` attribute is true may return NaN for a
+motion it could not score (an AI judge's failed request or bad answer): that candidate is left out of the
+ranking and counted as ``unscored``, so a judge failure never becomes a low score, nor the rejected motion of
+a pair. From any other scorer NaN is an error.
 
 The rows follow the preference schema of :mod:`motion_align.data.preferences` (prompt = the caption),
 with ``chosen_score`` and ``rejected_score`` added. ``motion-align pairs judged|labels`` (see
@@ -61,12 +65,14 @@ class PairPrompt(NamedTuple):
     spec: list[Event]
 
 
-def check_scores(scores: Any, count: int, name: str) -> np.ndarray:
-    """``scores`` as a float64 array (count,) in [0, 1]; anything else is an error naming the scorer."""
+def check_scores(scores: Any, count: int, name: str, allow_unscored: bool = False) -> np.ndarray:
+    """``scores`` as a float64 array (count,) in [0, 1] (or NaN, "not scored", with ``allow_unscored``);
+    anything else is an error naming the scorer."""
     array = np.asarray(scores.detach().cpu() if hasattr(scores, "detach") else scores, dtype=np.float64)
     if array.shape != (count,):
         raise ValueError(f"scorer {name!r} returned shape {array.shape} for {count} motions")
-    bad = np.flatnonzero(~np.isfinite(array) | (array < 0) | (array > 1))
+    allowed = np.isnan(array) if allow_unscored else np.zeros(count, dtype=bool)
+    bad = np.flatnonzero(~allowed & (~np.isfinite(array) | (array < 0) | (array > 1)))
     if bad.size:
         raise ValueError(f"scorer {name!r}: score {float(array[bad[0]])} of motion {bad[0]} is not in [0, 1]")
     return array
@@ -228,10 +234,13 @@ class _PairCollector:
         scores = check_scores(
             self.scorer([prompts[m.prompt_index].caption for m in candidates],
                         [prompts[m.prompt_index].spec for m in candidates], candidates),
-            len(candidates), scorer_name(self.scorer),
+            len(candidates), scorer_name(self.scorer), allow_unscored=getattr(self.scorer, "can_fail", False),
         ) if candidates else np.zeros(0)  # fmt: skip
         ranked: dict[int, list[tuple[float, GeneratedMotion]]] = defaultdict(list)
         for m, s in zip(candidates, scores):
+            if np.isnan(s):  # the scorer failed on it (module docstring): not a candidate
+                self.counts["unscored"] += 1
+                continue
             ranked[m.prompt_index].append((float(s), m))
         if self.invalid_score is not None:  # unusable samples that have codes: candidates for rejected only
             unusable = {(m.prompt_index, tuple(m.codes)): m for m in reversed(motions)
@@ -279,10 +288,10 @@ class _PairCollector:
 
     def report(self) -> dict[str, Any]:
         """Counts (prompts: with pairs, all tied, with fewer than two candidates; samples, invalid,
-        duplicates, candidates, pairs, per degree) and mean scores."""
+        duplicates, candidates, unscored candidates, pairs, per degree) and mean scores."""
         chosen, rejected = (np.asarray(self.rows[name], dtype=np.float64) for name in SCORE_COLUMNS)
         names = ("prompts", "prompts_with_pairs", "prompts_tied", "prompts_too_few", "samples", "invalid",
-                 "duplicates", "candidates", "invalid_candidates")  # fmt: skip
+                 "duplicates", "candidates", "invalid_candidates", "unscored")  # fmt: skip
         report: dict[str, Any] = {name: int(self.counts[name]) for name in names}
         report.update(pairs=len(chosen), dropped_small_gap=int(self.counts["dropped_small_gap"]),
                       degrees={d: self.rows["degree"].count(d) for d in DEGREES})  # fmt: skip
