@@ -5,6 +5,7 @@
 - :mod:`~motion_align.cli.evaluation`: evaluate
 - :mod:`~motion_align.cli.pairs`: pairs (judged, labels; the Hub push in :mod:`~motion_align.cli.pair_hub`)
 - :mod:`~motion_align.cli.judge`: judge (an AI judge on rendered frames, against the event judge)
+- :mod:`~motion_align.cli.label`: label (the labelling web app) and app (the demo page)
 - :mod:`~motion_align.cli.push`: push
 - :mod:`~motion_align.cli.interop`: import (MotionGPT, T2M-GPT, T2M evaluator, joints, BVH)
 - :mod:`~motion_align.cli.export`: export (BVH, NPZ, JSON)
@@ -26,6 +27,7 @@ from motion_align.cli.export import add_export_command
 from motion_align.cli.generation import add_generation_commands
 from motion_align.cli.interop import add_import_command
 from motion_align.cli.judge import add_judge_command
+from motion_align.cli.label import add_app_command, add_label_command
 from motion_align.cli.pairs import add_pairs_command
 from motion_align.cli.push import add_push_command
 from motion_align.entry_points import DEBUG_FLAG, EXIT_BAD_INPUT, guarded, take_debug_flag
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(commands)
     add_pairs_command(commands)
     add_judge_command(commands)
+    add_label_command(commands)
+    add_app_command(commands)
     add_push_command(commands)
     add_import_command(commands)
     add_export_command(commands)

@@ -177,8 +177,10 @@ def _labels_command(args: argparse.Namespace) -> None:
     imported = {"--labels": args.labels, "--tokens": args.tokens, "--codebook-size": args.codebook_size}
     if args.store is not None:  # the labelling app's store (motion_align.labelling)
         if any(value is not None for value in imported.values()):
-            raise ValueError("--store exports the labelling app's labels: --labels/--tokens/--codebook-size are "
-                             "for importing InstructMotion's")  # fmt: skip
+            raise ValueError(
+                "--store exports the labelling app's labels: --labels/--tokens/--codebook-size are for "
+                "importing InstructMotion's"
+            )
         from motion_align.cli.label import export_store_labels
 
         token = _hub_token(args)
@@ -270,7 +272,9 @@ def add_pairs_command(commands: Any) -> argparse.ArgumentParser:
         "labels", help="human labels as pairs: `motion-align label`'s store, or InstructMotion's labels"
     )
     labels.add_argument("--store", default=None, help="label store of `motion-align label` (labels.db)")
-    labels.add_argument("--min-votes", type=positive_int, default=1, help="--store: fewest votes a pair needs")
+    labels.add_argument(
+        "--min-votes", type=positive_int, default=1, help="--store: fewest votes a pair needs"
+    )
     labels.add_argument("--labels", default=None, help="InstructMotion's preference_labels.jsonl")
     labels.add_argument("--tokens", default=None, help="folder the samples' token files are relative to")
     labels.add_argument("--codebook-size", type=positive_int, default=None, help="codes of the VQ-VAE")
