@@ -48,13 +48,12 @@ from motion_align.policy.artifacts import (
     FULL_POLICY,
     KIND_NAMES,
     MOTION_TOKENIZER,
+    MOTION_TOKENIZER_FILE,
     SFT_POLICY,
     SFT_RECORD,
     artifact_kind,
     policy_kind,
 )
-from motion_align.policy.generation import MOTION_TOKENIZER_FILE
-from motion_align.policy.lora import untie_adapter_folder
 from motion_align.policy.model_card import (  # noqa: F401  (ModelCardInfo, redact: this module's API too)
     ModelCardInfo,
     build_model_card,
@@ -269,6 +268,8 @@ def _stage(step: _Step, tmp: Path, names: dict[str, str], written: dict[str, str
     refs = {k: _on_hub(getattr(card, k), names) for k in ("base_model", "motion_tokenizer", "dataset")}
     card = replace(card, **refs, repo_id=step.repo_id, command=_substitute(card.command, names, written))
     if step.kind == ADAPTER:
+        from motion_align.policy.lora import untie_adapter_folder  # torch and PEFT: only when pushing one
+
         config = read_json(tmp / "adapter_config.json")
         _write_json(tmp / "adapter_config.json", {**config, "base_model_name_or_path": card.base_model})
         untie_adapter_folder(tmp)  # a T5 adapter that stock PEFT would tie to the embedding

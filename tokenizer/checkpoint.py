@@ -16,14 +16,15 @@ import json
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from .atomic_files import write_atomic
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: folder checks start without it
+    import torch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -127,6 +128,8 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
@@ -168,7 +171,7 @@ def check_state_dict(
             )
         if got.dtype != want.dtype and not (got.is_floating_point() and want.is_floating_point()):
             raise CheckpointError(f"{weights}: tensor {name!r} has dtype {got.dtype}, expected {want.dtype}")
-        if got.is_floating_point() and not torch.isfinite(got).all():
+        if got.is_floating_point() and not got.isfinite().all():
             raise CheckpointError(f"{weights}: tensor {name!r} contains NaN or infinite values")
 
 
@@ -208,6 +211,8 @@ def check_local_folder(name: str | os.PathLike[str], what: str) -> Path | None:
 
 def save_checkpoint(directory: Path, config: Any, state: dict[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    from safetensors.torch import save_file
+
     write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     text = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
     write_atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

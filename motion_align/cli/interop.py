@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from motion_align.interop.checkpoint_files import TRUST_FLAG
+from motion_align.interop import TRUST_FLAG
 
 
 def _import(args: argparse.Namespace) -> None:

@@ -8,26 +8,21 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from motion_align.cli.generation import positive_int
 from motion_align.cli.judge import add_ai_judge_flags, ai_judge_from_args
-from motion_align.data.pair_builders import (
-    JudgeScorer,
-    MeanScorer,
-    RankMeanScorer,
-    RewardScorer,
-    Scorer,
-    corpus_prompts,
-    judged_pairs,
-)
-from motion_align.data.preferences import DEGREES, load_preferences, read_json_records, save_preferences
+
+if TYPE_CHECKING:  # the handlers import what they need when they run (motion-align starts without torch)
+    from motion_align.data.pair_builders import Scorer
 
 REPORT_FILE = "pairs_report.json"
 SCORERS = ("judge", "reward", "judge+reward", "ai-judge")
 
 
 def _scorer_from_args(args: argparse.Namespace) -> Scorer:
+    from motion_align.data.pair_builders import JudgeScorer, MeanScorer, RankMeanScorer, RewardScorer
+
     if args.scorer != "ai-judge" and args.judge_model:
         raise ValueError("--judge-model and the other --judge-* flags are only read by --scorer ai-judge")
     if args.scorer == "ai-judge":
@@ -95,6 +90,7 @@ def _hub_guard(args: argparse.Namespace, call: Any, saved: Path | None = None) -
 def _push(args: argparse.Namespace, out: Path, token: str | None, info: Any) -> None:
     """Push the pairs saved in ``out`` with their card to ``--push-to-hub``; print the commit URL."""
     from motion_align.cli.pair_hub import command_line, push_pairs
+    from motion_align.data.preferences import load_preferences
 
     info.command = command_line(args.command_parser, args)
     pairs = load_preferences(out)  # the rows as saved: the Hub gets exactly these
@@ -103,6 +99,8 @@ def _push(args: argparse.Namespace, out: Path, token: str | None, info: Any) -> 
 
 
 def _judged_command(args: argparse.Namespace) -> None:
+    from motion_align.data.pair_builders import corpus_prompts, judged_pairs
+    from motion_align.data.preferences import save_preferences
     from motion_align.policy.generation import load_generator, recorded_motion_tokenizer
     from motion_tokenizer.atomic_files import write_atomic
 
@@ -137,6 +135,7 @@ def _judged_command(args: argparse.Namespace) -> None:
 
 def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir: str, codebook_size: int):
     from motion_align.cli.pair_hub import PairCardInfo
+    from motion_align.data.preferences import DEGREES
 
     scorer = {
         "judge": "the event judge",
@@ -173,6 +172,7 @@ def _judged_card(args: argparse.Namespace, report: dict[str, Any], tokenizer_dir
 
 def _labels_command(args: argparse.Namespace) -> None:
     from motion_align.data.preference_import import import_instructmotion
+    from motion_align.data.preferences import DEGREES, save_preferences
 
     imported = {"--labels": args.labels, "--tokens": args.tokens, "--codebook-size": args.codebook_size}
     if args.store is not None:  # the labelling app's store (motion_align.labelling)
@@ -205,6 +205,7 @@ def _labels_card(args: argparse.Namespace, pairs: int, degrees: Counter):
     "unsure" ones with --no-unsure: the import kept every other record)."""
     from motion_align.cli.pair_hub import PairCardInfo
     from motion_align.data.preference_import import CHOICE, DEGREE, SKIPPED
+    from motion_align.data.preferences import DEGREES, read_json_records
 
     records, _ = read_json_records(args.labels)
     skipped = sum(SKIPPED in (str(r["chosen"][-1][CHOICE]).strip().lower(),

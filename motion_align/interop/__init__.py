@@ -7,3 +7,6 @@ as a HumanML3D folder (:mod:`~motion_align.interop.own_motions`: joint arrays, B
 :mod:`~motion_align.interop.caption_files` and :mod:`~motion_align.interop.caption_tagging`); and motions
 out to other tools as BVH, NPZ or JSON files (:mod:`~motion_align.interop.export`,
 :mod:`~motion_align.interop.bvh_writer`)."""
+
+#: The flag that lets a checkpoint reader fall back to unpickling (only for files the user trusts).
+TRUST_FLAG = "--trust-checkpoint"

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-TRUST_FLAG = "--trust-checkpoint"
+from motion_align.interop import TRUST_FLAG
 
 
 def load_torch_checkpoint(path: str | Path, trust: bool = False) -> Any:

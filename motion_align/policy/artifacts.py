@@ -36,6 +36,8 @@ KIND_NAMES = {
 }
 SFT_RECORD, TRAINING_RECORD = "sft_run.json", "training_info.json"
 #: The files a Hub repo of any kind is read through (top level only: never checkpoints or optimizer states).
+#: ``{"path": ...}`` in a policy folder: the motion tokenizer it was trained on (relative to the folder).
+MOTION_TOKENIZER_FILE = "motion_tokenizer.json"
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "README.md"]
 
 

@@ -52,3 +52,16 @@ def test_render_errors_name_the_input(tmp_path, capsys):
     assert "bad.npy" in err and "got shape (10, 5)" in err
     assert main(["render", str(tmp_path / "missing.npy"), "--out", str(tmp_path)]) == 2
     assert "missing.npy" in capsys.readouterr().err
+
+
+def test_the_command_line_starts_without_torch():
+    """`motion-align --help` (and the parser of every command) loads no torch, transformers or datasets:
+    handlers import them when they run, so a command starts in about a second, not ten."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "datasets", "trl")
+    code = "import sys; from motion_align.cli import build_parser; build_parser()\n"
+    code += f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
