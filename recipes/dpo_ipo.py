@@ -45,10 +45,7 @@ def main() -> None:
 
     # Save (every process: ZeRO-3 gathers the weights), and push
     info["metrics"] = recipe.card_metrics(metrics, ("eval_loss", "eval_rewards"))
-    zero_stage = trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage
-    distributed = str(trainer.accelerator.distributed_type)
-    run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics,
-           "distributed_type": distributed, "zero_stage": zero_stage}  # fmt: skip
+    run = {**recipe.distribution(trainer), "train": result.metrics, "eval": metrics}
     recipe.save_aligned_policy(trainer, tokenizer, config, info, "dpo_run.json", run, push)
     recipe.end_processes(trainer.accelerator)
 

@@ -58,7 +58,7 @@ def main() -> None:
     runtime = result.metrics.get("train_runtime") or 0.0
     sampling = trainer.accelerator.gather(torch.tensor([trainer.sampling_seconds])).mean().item()
     share = round(sampling / runtime, 4) if runtime else None
-    run = {"world_size": trainer.accelerator.num_processes, "train": result.metrics, "eval": metrics,
+    run = {**recipe.distribution(trainer), "train": result.metrics, "eval": metrics,
            "sampling_seconds": round(sampling, 2), "sampling_share": share}  # fmt: skip
     recipe.save_aligned_policy(trainer, tokenizer, config, info, "sopo_run.json", run, push)
     logger.info("%.0f%% of the training time was sampling", 100 * sampling / max(runtime, 1e-9))

@@ -67,6 +67,7 @@ from motion_align.trainers.checkpointing import (
 from motion_align.trainers.kl_budget import kl_budget_summary
 from motion_align.trainers.recipe import (
     check_input,
+    distribution,
     load_motion_tokenizer,
     load_tokenized_items,
     prompt_rows,
@@ -420,8 +421,8 @@ def save_ppo_result(trainer: Any, tokenizer: Any, config: Any, prompts: int, sec
     out = save_policy_folder(config.output_dir, trainer.policy_model_for_saving(), tokenizer, info)
     logs = [row for row in trainer.state.log_history if "objective/kl" in row]
     heldout = [row for row in trainer.state.log_history if HELDOUT_SCORES in row]
-    run = {"world_size": trainer.accelerator.num_processes, "train_seconds": round(seconds, 1), "log": logs,
-           "eval": heldout, "kl_budget": budget}  # fmt: skip
+    run = {**distribution(trainer), "train_seconds": round(seconds, 1), "log": logs, "eval": heldout,
+           "kl_budget": budget}  # fmt: skip
     write_json(out / RUN_FILE, run)
     if logs:
         title = f"PPO, reward: {Path(config.reward).name}"

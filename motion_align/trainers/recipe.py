@@ -427,6 +427,16 @@ def resume_flag(config: Any) -> str | None:
     return str(folder)
 
 
+def distribution(trainer: Any) -> dict[str, Any]:
+    """How a run was spread, for its run record: ``world_size``, ``distributed_type`` (accelerate's, e.g.
+    ``DistributedType.DEEPSPEED``) and ``zero_stage`` (False without DeepSpeed)."""
+    accelerator = trainer.accelerator
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    zero_stage = plugin.zero_stage if getattr(trainer, "is_deepspeed_enabled", False) and plugin else False
+    return {"world_size": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
+            "zero_stage": zero_stage}  # fmt: skip
+
+
 def run(main: Callable[[], None], script: str) -> None:
     """Runs a recipe's ``main``: bad data, config or input ends it with one line and status 2
     (:func:`motion_align.entry_points.run_recipe`; ``--debug`` shows the traceback)."""

@@ -126,9 +126,13 @@ def test_qlora_trains_a_lora_adapter_on_a_4bit_base(inputs, tmp_path, family):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage, variant", [("zero2", "ipo_lora"), ("zero3", "ipo_full")])
-def test_deepspeed_two_process_run(inputs, tmp_path, stage, variant):
-    """ZeRO-2 with LoRA, ZeRO-3 with full fine-tuning (its reference a frozen copy) on 2 CPU processes.
+@pytest.mark.parametrize(
+    "stage, variant, family",
+    [("zero2", "ipo_lora", "llama"), ("zero2", "ipo_lora", "t5"), ("zero3", "ipo_full", "llama")],
+)
+def test_deepspeed_two_process_run(inputs, tmp_path, stage, variant, family):
+    """ZeRO-2 with LoRA (LLaMA and T5), ZeRO-3 with full fine-tuning (its reference a frozen copy) on 2 CPU
+    processes.
 
     LoRA under ZeRO-3 is for GPUs: PEFT 0.21 gathers the trainable motion-token rows on a CUDA device."""
     pytest.importorskip("deepspeed")
@@ -136,12 +140,12 @@ def test_deepspeed_two_process_run(inputs, tmp_path, stage, variant):
     flags = ("--num_processes", "2", "--mixed_precision", "no")
     env = {"ACCELERATE_USE_CPU": "false"}
     run = launch(
-        inputs, "llama", out, config=f"{stage}.yaml", env=env, accelerate_flags=flags, variant=variant
+        inputs, family, out, config=f"{stage}.yaml", env=env, accelerate_flags=flags, variant=variant
     )
     assert run["world_size"] == 2 and run["train"]["train_loss"] > 0
     assert run["distributed_type"] == "DistributedType.DEEPSPEED" and run["zero_stage"] == int(stage[-1])
     model, _ = load_policy(out)
-    assert not model.config.is_encoder_decoder
+    assert model.config.is_encoder_decoder == (family == "t5")
     if variant.endswith("lora"):
         assert lora_moved(out)
     else:  # every weight trained: the saved policy is not the one it started from

@@ -292,3 +292,28 @@ def test_kl_budget_adapt_raises_kl_coef_and_trl_uses_it_from_the_next_update(
     )
     info = json.loads((out / "training_info.json").read_text())
     assert info["hyperparameters"]["kl_coef"] == 0.05  # the card states the configured coefficient
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_ppo_run_on_a_t5(policy_artifacts, reward_models, tmp_path):
+    """PPO-LoRA of a T5 under DeepSpeed ZeRO-2, 2 CPU processes: the updates run and the adapter moves."""
+    pytest.importorskip("deepspeed")
+    out = tmp_path / "ppo"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    cmd = [
+        accelerate, "launch", "--config_file", str(REPO / "accelerate_configs/zero2.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no",
+        str(REPO / "recipes/ppo.py"), "--config", str(REPO / "recipes/t5/ppo/config_ppo_learned.yaml"),
+        "--model_name_or_path", str(policy_artifacts["t5"]),
+        "--dataset_name", str(policy_artifacts["tokenized"]),
+        "--reward_model_path", str(reward_models["t5"]), "--output_dir", str(out),
+        *"--total_episodes 16 --per_device_train_batch_size 4 --gradient_accumulation_steps 1"
+        " --response_length 20 --save_strategy no --logging_steps 1 --disable_tqdm true".split(),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "false"}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = json.loads((out / "ppo_run.json").read_text())
+    assert run["world_size"] == 2 and run["distributed_type"] == "DistributedType.DEEPSPEED"
+    assert run["zero_stage"] == 2 and len(run["log"]) == 2
+    assert lora_moved(out) and load_policy(out)[0].config.is_encoder_decoder

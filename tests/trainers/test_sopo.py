@@ -171,7 +171,7 @@ def test_sopo_lora_steps_train_on_sampled_unpreferred_motions(artifacts, tmp_pat
     base = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" not in n}
     torch.manual_seed(1)
     batch = trainer._semi_online_batch(trainer.model, examples(trainer), "train")
-    chosen, rejected = batch["completion_ids" if family == "t5" else "input_ids"].chunk(2)
+    chosen, rejected = batch["completion_ids"].chunk(2)  # both families: each prompt once, completions stacked
     assert not torch.equal(chosen, rejected)  # the unpreferred motions are the policy's samples
     assert batch["use_rejected"].dtype == torch.bool and (batch["preferred_weight"] >= 1).all()
     trainer.train()
@@ -281,21 +281,27 @@ def test_every_sopo_recipe_parses():
         assert config.preferred_source == ("policy" if online else "dataset") and config.use_peft, recipe
 
 
-@pytest.mark.parametrize("family", ["t5", "llama"])
-def test_two_process_sopo_run_saves_a_loadable_adapter(artifacts, tmp_path, family):
+def launch_sopo(artifacts, tmp_path, family, config="multi_cpu.yaml", flags=(), env=None):
+    """``accelerate launch recipes/sopo.py`` for 2 steps on 2 processes; returns ``(out, sopo_run.json)``."""
     out = tmp_path / "out"
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     recipe = REPO / f"recipes/{family}/sopo/config_sopo_lora.yaml"
-    cmd = [accelerate, "launch", "--config_file", str(REPO / "accelerate_configs/multi_cpu.yaml"),
+    cmd = [accelerate, "launch", "--config_file", str(REPO / "accelerate_configs" / config), *flags,
            str(REPO / "recipes/sopo.py"), "--config", str(recipe),
            "--model_name_or_path", str(artifacts[family]), "--dataset_name", str(artifacts["tokenized"]),
            "--reward_model", str(artifacts["retrieval"]), "--output_dir", str(out), "--max_steps", "2",
            "--per_device_train_batch_size", "2", "--save_steps", "2", "--logging_steps", "1",
            "--warmup_steps", "0", "--disable_tqdm", "true", "--sampling_temperature", "1.3"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = json.loads((out / "sopo_run.json").read_text())
+    return out, json.loads((out / "sopo_run.json").read_text())
+
+
+@pytest.mark.parametrize("family", ["t5", "llama"])
+def test_two_process_sopo_run_saves_a_loadable_adapter(artifacts, tmp_path, family):
+    recipe = REPO / f"recipes/{family}/sopo/config_sopo_lora.yaml"
+    out, run = launch_sopo(artifacts, tmp_path, family)
     assert run["world_size"] == 2 and 0 < run["sampling_share"] < 1
     info = json.loads((out / "training_info.json").read_text())
     assert info["method"] == "SoPo-LoRA"
@@ -304,3 +310,14 @@ def test_two_process_sopo_run_saves_a_loadable_adapter(artifacts, tmp_path, fami
     assert load_policy(out / "checkpoint-2")[0].config.is_encoder_decoder == (family == "t5")
     model, _ = load_policy(out)  # the base named by adapter_config.json, adapter merged
     assert model.config.is_encoder_decoder == (family == "t5")
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_sopo_run_on_a_t5(artifacts, tmp_path):
+    """SoPo-LoRA of a T5 under DeepSpeed ZeRO-2, 2 CPU processes: it samples, trains and saves an adapter."""
+    pytest.importorskip("deepspeed")
+    flags = ("--num_processes", "2", "--mixed_precision", "no")
+    out, run = launch_sopo(artifacts, tmp_path, "t5", "zero2.yaml", flags, {"ACCELERATE_USE_CPU": "false"})
+    assert run["world_size"] == 2 and run["distributed_type"] == "DistributedType.DEEPSPEED"
+    assert 0 < run["sampling_share"] < 1 and lora_moved(out)
+    assert load_policy(out)[0].config.is_encoder_decoder
