@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -142,6 +143,8 @@ class PPOReward(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Module, scale: float = 1.0, shift: float = 0.0) -> None:
         super().__init__()
         self.backbone, self.score = backbone, _Affine(head, scale, shift)
+        # TRL's prepare_deepspeed reads the model's config (its hidden size) before wrapping the reward
+        self.config = getattr(backbone, "config", None) or SimpleNamespace(hidden_size=None)
 
     @classmethod
     def learned(cls, reward_model: nn.Module, scale: float = 1.0, shift: float = 0.0) -> PPOReward:
@@ -165,6 +168,7 @@ class _AdapterDisabled(nn.Module):
     def __init__(self, policy: nn.Module, peft_model: PeftModel) -> None:
         super().__init__()
         self.policy, self.peft_model = policy, peft_model
+        self.config = policy.config  # read by TRL's prepare_deepspeed
 
     def forward(self, **kwargs: Any) -> Any:
         with self.peft_model.disable_adapter():
