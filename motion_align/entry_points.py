@@ -8,11 +8,13 @@ else is a bug and keeps its traceback; ``--debug`` shows the traceback of an exp
 
 Recipes parse their config with :func:`parse_recipe_config`: TRL's parser (dataclass defaults < YAML
 ``--config`` < flags), with an unknown flag or YAML key reported in one line with the nearest known name,
-instead of a stack under ``HfArgumentParser`` or a usage message hundreds of lines long.
+instead of a stack under ``HfArgumentParser`` or a usage message hundreds of lines long. Command-line
+flags share their argparse types from here (:func:`positive_int`).
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import sys
@@ -23,6 +25,18 @@ from typing import Any
 DEBUG_FLAG = "--debug"
 #: Exit status of an expected error (argparse uses 2 for a usage error).
 EXIT_BAD_INPUT = 2
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1, so that ``--num-samples 0`` is refused as the command is parsed
+    (with the usage line) instead of failing, or doing nothing, after the policy is loaded."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:

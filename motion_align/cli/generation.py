@@ -13,21 +13,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from motion_align.entry_points import positive_int
+
 #: What a generations.jsonl row says of a generated motion (besides its files).
 GENERATION_FIELDS = ("prompt", "sample", "codes", "num_frames", "valid", "problems")
 GENERATIONS_FILE = "generations.jsonl"
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1, so that ``--num-samples 0`` is refused as the command is parsed
-    (with the usage line) instead of failing, or doing nothing, after the policy is loaded."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _length_estimator(args: argparse.Namespace) -> None:

@@ -20,22 +20,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from motion_align.entry_points import DEBUG_FLAG, guarded, take_debug_flag
+from motion_align.entry_points import DEBUG_FLAG, guarded, positive_int, take_debug_flag
 
 HELP = "the labelling web app: people pick the better motion of pairs"
 #: Settings a store keeps from the run that set them (later runs may change them with the flag).
 STORE_SETTINGS = {"labels_per_pair": 2, "extra_on_disagreement": 0, "lease_minutes": 30.0, "token_env": None}
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _settings(args: argparse.Namespace, store_path: Path) -> dict[str, Any]:
