@@ -1,34 +1,43 @@
-"""DPO training throughput (pairs/s) and peak memory: MotionDPOTrainer against stock TRL, LoRA against full.
+"""DPO training throughput (pairs/s) and peak memory: MotionDPOTrainer against the trainer a user would
+otherwise take, stock TRL 1.12 for LLaMA and trl 0.28 (the last TRL whose DPOTrainer trains encoder-decoders)
+for T5.
 
     python benchmarks/dpo_throughput.py [--preset small] [--batch_size 16] [--steps 20] [--warmup 3]
-        [--threads N] [--repeats 1] [--runs NAME ...] [--out results.json]
+        [--threads N] [--repeats 1] [--runs NAME ...] [--trl028_venv DIR] [--out results.json]
 
 Every run trains a policy from ``build_policy(family, preset, ...)`` (codebook 512, dropout off, the same
 seed: the same weights) on the same synthetic pairs (``format_prompt`` prompts, chosen / rejected of 20-49
-random motion codes) with the sigmoid (DPO) loss, strictly one run after another, each in a fresh
-subprocess (``--worker <run-json>`` prints one JSON line) so that its peak memory is its own:
+random motion codes; ``(warmup + steps) x batch`` of them, one epoch) with the sigmoid (DPO) loss, strictly
+one run after another, each in a fresh process (``--worker <run-json>`` prints one JSON line) so that its
+peak memory is its own:
 
-- LLaMA + LoRA with stock ``trl.DPOTrainer`` and with ``MotionDPOTrainer`` (ours must not be slower),
-  LLaMA full fine-tuning with ``MotionDPOTrainer``;
-- T5 + LoRA and full fine-tuning with ``MotionDPOTrainer``; stock TRL is tried once on T5 and its error is
-  shown (TRL 1.12's ``DPOTrainer`` is causal-only).
+- LLaMA + LoRA: stock ``trl.DPOTrainer`` 1.12 and ``MotionDPOTrainer``; LLaMA full fine-tuning with ours;
+- T5 + LoRA: trl 0.28's ``DPOTrainer`` in a side environment (``trl028_venv.py``: created once, reused) on the
+  same T5 (saved with ``save_pretrained``, safetensors) and pairs (``trl028_dpo_worker.py``), and ours; T5
+  full fine-tuning with ours; stock TRL 1.12 is tried once on T5 and its error shown (it is causal-only).
 
-LoRA is ``motion_align.policy.lora.get_peft_config`` with ``lora_dropout=0`` for both trainers: stock TRL
-turns all dropout off, LoRA's included, and ours keeps LoRA's, so a nonzero rate would not be the same
-computation.
-pairs/s = pairs of the ``--steps`` timed steps / their wall time, from step end to step end after
-``--warmup`` steps. Memory on CUDA: ``torch.cuda.max_memory_allocated`` during training and its increase over
-the allocation right before. On CPU: the process's peak RSS (``ru_maxrss``) and the training peak's increase
-over the RSS right before training (model, reference and data loaded; Linux's ``/proc/self/clear_refs``
-resets the peak first), from a second, 3-step run of the configuration with ``MALLOC_MMAP_THRESHOLD_=65536``.
-``--repeats`` interleaves the runs and reports medians. Both settings below were found by running this on
-a 2-core machine shared with other jobs (a value already in the environment wins):
+Both sides run in their fastest supported configuration: the reference log-probs precomputed before
+training (TRL's ``precompute_ref_log_probs=True``; ours by default) in batches of 4x the training batch
+(``precompute_ref_batch_size``, ours' default), gradient checkpointing off (TRL defaults it on). Not
+available: ``padding_free`` (disabled in TRL 1.12 with a warning; flash-attention 2 only in trl 0.28),
+``use_liger_kernel`` (liger-kernel's Triton kernels need a GPU, and it refuses precomputed reference
+log-probs), ``use_logits_to_keep`` (trl 0.28, causal models only). LoRA is
+``motion_align.policy.lora.get_peft_config`` with ``lora_dropout=0`` everywhere: stock TRL turns all dropout
+off, LoRA's included, and ours keeps LoRA's, so a nonzero rate would not be the same computation.
+
+pairs/s = pairs of the ``--steps`` timed steps / their wall time, from step end to step end after ``--warmup``
+steps. The reference precomputation is timed apart (ours from an empty cache, and again from its cache as a
+second run on the same pairs and reference would read it) and amortised over one epoch of the benchmark's
+pairs: epoch pairs / (epoch steps x mean timed step + precompute seconds). Memory (:mod:`train_meters`) is
+measured from after the precomputation: on CUDA ``max_memory_allocated`` and its increase over the allocation
+before training; on CPU the peak RSS and its increase over the RSS before training, from a second, 3-step run
+with ``MALLOC_MMAP_THRESHOLD_=65536``. ``--repeats`` interleaves the runs and reports medians. Both settings
+below were found on a 2-core machine shared with other jobs (a value already in the environment wins):
 
 - glibc raises its mmap threshold as large blocks are freed, then keeps later tensors on its heap and their
-  freed pages resident, so RSS followed the allocator's history, not live memory: on the small LLaMA, LoRA
-  measured +500 MiB over its starting RSS and full fine-tuning +400 MiB; with the fixed threshold +249 /
-  +292 MiB, full fine-tuning's extra being its gradients and Adam states. Every large tensor is then a
-  fresh mmap, which halved the small preset's throughput: hence separate memory runs, timed runs untouched.
+  freed pages resident, so RSS followed the allocator's history, not live memory (the small LLaMA measured
+  +500 MiB with LoRA instead of +249 MiB with the fixed threshold). Every large tensor is then a fresh mmap,
+  which halved the small preset's throughput: hence separate memory runs, timed runs untouched.
 - ``OMP_WAIT_POLICY=PASSIVE`` in every worker: OpenMP threads spinning at barriers for a descheduled peer
   made tiny-preset steps take seconds instead of tens of milliseconds, a spread that drowns any difference.
 """
@@ -39,8 +48,6 @@ import argparse
 import json
 import os
 import random
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,30 +57,38 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from motion_align.policy.lora import get_peft_config
-from motion_align.policy.model import build_policy, format_prompt
-from motion_align.policy.text_tokenizer import train_text_tokenizer
-from motion_align.policy.vocab import MotionVocab
-from motion_align.trainers.dpo_config import MotionDPOConfig
-from motion_align.trainers.dpo_trainer import MotionDPOTrainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import trl028_venv  # noqa: E402
+from dpo_tables import (  # noqa: E402
+    EXPECTED_FAILURES,
+    RUN_NAMES,
+    memory_table,
+    mib,
+    sameness_notes,
+    summarise,
+    throughput_table,
+)
+from train_meters import MemoryMeter, StepClock, step_figures  # noqa: E402
+
+from motion_align.policy.lora import get_peft_config  # noqa: E402
+from motion_align.policy.model import build_policy, format_prompt  # noqa: E402
+from motion_align.policy.text_tokenizer import train_text_tokenizer  # noqa: E402
+from motion_align.policy.vocab import MotionVocab  # noqa: E402
+from motion_align.trainers.dpo_config import MotionDPOConfig  # noqa: E402
+from motion_align.trainers.dpo_trainer import MotionDPOTrainer  # noqa: E402
+from motion_align.trainers.reference_logps import REFERENCE_COLUMNS  # noqa: E402
 
 CODEBOOK_SIZE = 512
 TEXT_VOCAB_SIZE = 1000
 MOTION_CODES = (20, 49)  # inclusive range of codes per chosen / rejected motion
 RESULT_PREFIX = "DPO_BENCH_RESULT "
+PRECOMPUTE_FACTOR = 4  # reference log-probs precomputed in batches of 4x the training batch, on both sides
+PROBE_PAIRS = 8  # reference log-probs compared between the T5 runs: the same model on the same tokens
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}  # see the module docstring
 MEMORY_ENV, MEMORY_STEPS = {"MALLOC_MMAP_THRESHOLD_": "65536"}, 3  # the memory runs on CPU
-# "family-trainer-tuning", in table order; stock TRL on T5 is expected to fail and runs once.
-RUN_NAMES = tuple(
-    "llama-trl-lora llama-ours-lora llama-ours-full t5-trl-lora t5-ours-lora t5-ours-full".split()
-)
-EXPECTED_FAILURES = {"t5-trl-lora"}
 SETTINGS = ("preset", "batch_size", "steps", "warmup", "threads", "seed")  # what every worker is told
-NAMES = dict(llama="LLaMA", t5="T5", lora="LoRA", full="full", trl="stock trl.DPOTrainer")
-NAMES["ours"] = "MotionDPOTrainer"
 SUBJECTS = ("a person", "a man", "a woman", "someone", "the figure")
 ACTIONS = ("walks forward", "jumps twice", "waves the right hand", "kicks", "turns around", "sits down")
 ENDINGS = ("", " slowly", " and then stops", " three times")
@@ -97,11 +112,22 @@ def preference_rows(n: int, seed: int) -> tuple[list[str], list[dict[str, str]]]
     return captions, rows
 
 
-def training_args(spec: dict[str, Any], output_dir: str) -> DPOConfig:
+def policy_and_pairs(spec: dict[str, Any]) -> tuple[Any, Any, Any, list[dict[str, str]]]:
+    """The run's policy, tokenizer, LoRA config (None for full fine-tuning) and pairs: the same seed, the same
+    ones in every run and in the export for trl 0.28."""
+    captions, rows = preference_rows(spec["batch_size"] * (spec["warmup"] + spec["steps"]), spec["seed"])
+    tokenizer = train_text_tokenizer(captions, spec["family"], vocab_size=TEXT_VOCAB_SIZE)
+    torch.manual_seed(spec["seed"])
+    model, tokenizer = build_policy(spec["family"], spec["preset"], tokenizer, CODEBOOK_SIZE, dropout=0.0)
+    peft = get_peft_config(model, tokenizer, lora_dropout=0.0) if spec["tuning"] == "lora" else None
+    return model, tokenizer, peft, rows
+
+
+def training_args(spec: dict[str, Any], output_dir: str, cache_dir: str | None = None) -> DPOConfig:
     """The same settings for both trainers: ``MotionDPOConfig`` for ours, ``DPOConfig`` for stock TRL."""
     on_gpu, total_steps = torch.cuda.is_available(), spec["warmup"] + spec["steps"]
-    config_cls = MotionDPOConfig if spec["trainer"] == "ours" else DPOConfig
-    return config_cls(
+    ours = spec["trainer"] == "ours"
+    return (MotionDPOConfig if ours else DPOConfig)(
         output_dir=output_dir,
         loss_type=["sigmoid"],
         beta=0.1,
@@ -112,6 +138,8 @@ def training_args(spec: dict[str, Any], output_dir: str) -> DPOConfig:
         max_steps=total_steps,
         gradient_checkpointing=False,
         disable_dropout=True,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=PRECOMPUTE_FACTOR * spec["batch_size"],
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         use_cpu=not on_gpu,
         dataloader_pin_memory=False,
@@ -120,111 +148,51 @@ def training_args(spec: dict[str, Any], output_dir: str) -> DPOConfig:
         report_to="none",
         disable_tqdm=True,
         seed=spec["seed"],
+        **({"ref_logps_cache_dir": cache_dir} if ours else {}),
     )
 
 
-def build_trainer(spec: dict[str, Any], output_dir: str) -> DPOTrainer:
-    """The policy, the pairs and the trainer of one run (the same seed gives the same policy and pairs)."""
-    captions, rows = preference_rows(spec["batch_size"] * (spec["warmup"] + spec["steps"]), spec["seed"])
-    tokenizer = train_text_tokenizer(captions, spec["family"], vocab_size=TEXT_VOCAB_SIZE)
-    torch.manual_seed(spec["seed"])
-    model, tokenizer = build_policy(spec["family"], spec["preset"], tokenizer, CODEBOOK_SIZE, dropout=0.0)
-    peft = get_peft_config(model, tokenizer, lora_dropout=0.0) if spec["tuning"] == "lora" else None
-    trainer_cls = MotionDPOTrainer if spec["trainer"] == "ours" else DPOTrainer
-    args = training_args(spec, output_dir)
-    data = Dataset.from_list(rows)
-    return trainer_cls(model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft)
+class TimedDPOTrainer(DPOTrainer):
+    """Stock ``trl.DPOTrainer``, timing its reference precomputation (in its ``__init__``)."""
 
-
-def _max_rss() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kB on Linux
-
-
-def _current_rss() -> int | None:
-    """This process's resident set (``VmRSS`` of /proc/self/status, Linux) in bytes; None elsewhere."""
-    try:
-        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    except OSError:
-        return None
-    return int(status["VmRSS"].split()[0]) * 1024  # reported in kB
-
-
-class MemoryMeter:
-    """Peak memory of training: CUDA allocations on a GPU, the process's RSS on CPU."""
-
-    def start(self) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.before = torch.cuda.memory_allocated()
-            return
-        self.setup_peak = _max_rss()  # building the model and the data
-        try:  # "5" resets the peak RSS, which ru_maxrss follows (Linux >= 4.0)
-            Path("/proc/self/clear_refs").write_text("5")
-            self.reset = True
-        except OSError:
-            self.reset = False
-        self.before = _current_rss() or _max_rss()
-
-    def stop(self) -> dict[str, Any]:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-            return dict(
-                memory_kind="cuda", mem_before=self.before, mem_peak=peak, mem_increase=peak - self.before
-            )
-        peak = max(_max_rss(), self.before)  # ru_maxrss can lag VmRSS by a few pages
-        return dict(
-            memory_kind="rss",
-            mem_before=self.before,
-            mem_peak=max(peak, self.setup_peak),
-            mem_increase=peak - self.before,
-            rss_peak_reset=self.reset,
-        )
-
-
-class StepClock(TrainerCallback):
-    """``time.perf_counter`` at the first step's start and at every step's end."""
-
-    def __init__(self) -> None:
-        self.start: float | None = None
-        self.ends: list[float] = []
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if self.start is None:
-            self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()  # the step's kernels are queued, not done
-        self.ends.append(time.perf_counter())
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        start = time.perf_counter()
+        dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+        self.reference_seconds = {name: time.perf_counter() - start}
+        return dataset
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one run; its pairs/s, step times and memory, or the error that stopped it."""
+    """Train one run in this process; its pairs/s, step times, precompute seconds and memory, or the error
+    that stopped it."""
     torch.set_num_threads(spec["threads"])
     result: dict[str, Any] = {**spec, "name": "-".join((spec["family"], spec["trainer"], spec["tuning"]))}
     clock, meter = StepClock(), MemoryMeter()
-    with tempfile.TemporaryDirectory() as output_dir:
+    with tempfile.TemporaryDirectory() as output_dir, tempfile.TemporaryDirectory() as cache_dir:
         try:
-            trainer = build_trainer(spec, output_dir)
+            model, tokenizer, peft, rows = policy_and_pairs(spec)
+            trainer_cls = MotionDPOTrainer if spec["trainer"] == "ours" else TimedDPOTrainer
+            trainer = trainer_cls(model, args=training_args(spec, output_dir, cache_dir),
+                                  train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                  peft_config=peft)  # fmt: skip
+            if spec["trainer"] == "ours":
+                trainer.precompute_reference_logps()  # train() would: done here to time memory from after it
             trainer.add_callback(clock)
             meter.start()
             output = trainer.train()
-        except Exception as err:  # shown in the table: stock TRL cannot train a T5
+        except Exception as err:  # shown in the table: stock TRL 1.12 cannot train a T5
             return {**result, "error": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
         result.update(meter.stop())
-    warmup, steps = spec["warmup"], spec["steps"]
-    if len(clock.ends) != warmup + steps:
-        raise RuntimeError(f"{result['name']}: expected {warmup + steps} steps, timed {len(clock.ends)}")
-    marks = [clock.ends[warmup - 1] if warmup else clock.start, *clock.ends[warmup:]]
-    step_s = [b - a for a, b in zip(marks, marks[1:])]
+        probe = trainer.train_dataset.select(range(min(PROBE_PAIRS, len(trainer.train_dataset))))
+        result["reference_probe"] = [list(probe[key]) for key in REFERENCE_COLUMNS]
+        result["reference_s"] = trainer.reference_seconds["train"]
+        if spec["trainer"] == "ours" and spec["tuning"] == "lora":  # a second run reads the cache
+            trainer.train_dataset = trainer.train_dataset.remove_columns(list(REFERENCE_COLUMNS))
+            trainer.precompute_reference_logps()
+            result["reference_cached_s"] = trainer.reference_seconds["train"]
     params = {id(p): p for p in trainer.model.parameters()}.values()  # tied weights once
+    result.update(step_figures(clock, spec["batch_size"], spec["warmup"], spec["steps"]))
     result.update(
-        pairs_per_s=spec["batch_size"] * steps / sum(step_s),
-        median_step_pairs_per_s=spec["batch_size"] / statistics.median(step_s),  # robust to other jobs
-        step_s=step_s,
         train_loss=output.training_loss,
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         error=None,
@@ -235,109 +203,74 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def run_worker(spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """``measure(spec)`` in a fresh Python process, ``env`` added to its defaults; its JSON line parsed."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+def export_trl028_run(spec: dict[str, Any], folder: Path) -> Path:
+    """The run folder of ``trl028_dpo_worker.py`` for ``spec``: its T5, pairs and settings."""
+    if not (folder / "run.json").is_file():
+        model, tokenizer, peft, rows = policy_and_pairs(spec)
+        run = {key: spec[key] for key in ("batch_size", "warmup", "steps", "seed", "threads")}
+        run.update(beta=0.1, learning_rate=1e-3, probe_pairs=PROBE_PAIRS,
+                   precompute_batch_size=PRECOMPUTE_FACTOR * spec["batch_size"])  # fmt: skip
+        # trl 0.28 tokenizes prompts without special tokens; T5 prompts end in </s> (ours add it): the text
+        # carries it, so that both trainers see the same ids (the table's note compares their log-probs)
+        rows = [{**row, "prompt": row["prompt"] + tokenizer.eos_token} for row in rows]
+        trl028_venv.export_run(folder, model, tokenizer, rows, peft, run)
+    return folder
+
+
+def run_worker(spec: dict[str, Any], env: dict[str, str] | None = None, side: dict | None = None) -> dict:
+    """``measure(spec)`` in a fresh Python process, or for ``trl028`` trl 0.28's worker in its environment
+    (``side``: its python and a folder for the exported runs, or the error that stopped its creation), ``env``
+    added to its defaults; its JSON line parsed."""
+    if spec["trainer"] == "trl028":
+        if side.get("error"):
+            return {**spec, "name": "t5-trl028-lora", "error": side["error"]}
+        key = "-".join(str(spec[k]) for k in ("family", "tuning", *SETTINGS))
+        cmd = [str(side["python"]), str(trl028_venv.WORKER), str(export_trl028_run(spec, side["root"] / key))]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     env = {**WORKER_ENV, **(env or {}), **os.environ}
     env.update(OMP_NUM_THREADS=str(spec["threads"]), TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
+            name = "-".join((spec["family"], spec["trainer"], spec["tuning"]))
+            return {**spec, "name": name, **json.loads(line[len(RESULT_PREFIX) :])}
     raise RuntimeError(f"worker {spec} exited {proc.returncode} without a result:\n{proc.stderr[-4000:]}")
+
+
+def side_environment(args: argparse.Namespace, names: list[str], root: Path) -> dict[str, Any]:
+    """trl 0.28's python (its environment created if needed) and a folder for the exported runs; the error
+    instead, shown in the table, when the environment cannot be made."""
+    if not any(name.split("-")[1] == "trl028" for name in names):
+        return {}
+    try:
+        return {"python": trl028_venv.ensure_venv(args.trl028_venv), "root": root}
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as err:
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
 
 
 def run_all(args: argparse.Namespace) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Every selected run, ``args.repeats`` times interleaved, strictly one after another: timed runs, and
     on CPU a memory run of each configuration in the first repeat."""
     results: dict[str, dict[str, list[dict[str, Any]]]] = {"time": {}, "memory": {}}
-    for repeat in range(args.repeats):
-        for name in args.runs or RUN_NAMES:
-            if repeat and name in EXPECTED_FAILURES:
-                continue
-            spec = {key: getattr(args, key) for key in SETTINGS}
-            spec.update(zip(("family", "trainer", "tuning"), name.split("-")))
-            result = run_worker(spec)
-            results["time"].setdefault(name, []).append(result)
-            shown = result["error"] or f"{result['pairs_per_s']:.2f} pairs/s"
-            if not result["error"] and not repeat and result["memory_kind"] == "rss":
-                memory = run_worker({**spec, "warmup": 0, "steps": MEMORY_STEPS}, MEMORY_ENV)
-                results["memory"][name] = [memory]
-                shown += f", +{_mib(memory['mem_increase'])} in training" if not memory["error"] else ""
-            print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {shown}", file=sys.stderr, flush=True)
+    names = args.runs or list(RUN_NAMES)
+    with tempfile.TemporaryDirectory() as exports:
+        side = side_environment(args, names, Path(exports))
+        for repeat in range(args.repeats):
+            for name in names:
+                if repeat and name in EXPECTED_FAILURES:
+                    continue
+                spec = {key: getattr(args, key) for key in SETTINGS}
+                spec.update(zip(("family", "trainer", "tuning"), name.split("-")))
+                result = run_worker(spec, side=side)
+                results["time"].setdefault(name, []).append(result)
+                shown = result["error"] or f"{result['pairs_per_s']:.2f} pairs/s"
+                if not result["error"] and not repeat and result["memory_kind"] == "rss":
+                    memory = run_worker({**spec, "warmup": 0, "steps": MEMORY_STEPS}, MEMORY_ENV, side)
+                    results["memory"][name] = [memory]
+                    shown += f", +{mib(memory['mem_increase'])} in training" if not memory["error"] else ""
+                print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {shown}", file=sys.stderr, flush=True)
     return results
-
-
-def _medians(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in keys}
-
-
-def summarise(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    """Per configuration: medians over repeats of pairs/s and of memory (memory runs where there are)."""
-    summary = {}
-    for name, runs in results["time"].items():
-        timed = [r for r in runs if not r["error"]]
-        if not timed:
-            summary[name] = {"error": runs[0]["error"]}
-            continue
-        sized = [r for r in results["memory"].get(name, []) if not r["error"]] or timed
-        row = _medians(timed, ("pairs_per_s", "median_step_pairs_per_s"))
-        row |= _medians(sized, ("mem_before", "mem_peak", "mem_increase"))
-        row |= dict(trainable_params=timed[0]["trainable_params"], memory_kind=sized[0]["memory_kind"])
-        summary[name] = {**row, "timed_run_peak": timed[0]["mem_peak"], "error": None}
-    return summary
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:,.0f} MiB"
-
-
-def throughput_table(summary: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown rows: every run, its pairs/s against stock TRL on the same policy, and its memory."""
-    on_gpu = any(s.get("memory_kind") == "cuda" for s in summary.values())
-    memory = (
-        "peak CUDA memory | increase over before training"
-        if on_gpu
-        else "peak RSS | training peak - RSS before"
-    )
-    lines = [
-        "| policy | trainer | fine-tuning | trainable params | pairs/s | vs stock TRL "
-        f"| pairs/s, median step | {memory} |"
-    ]
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for name in (n for n in RUN_NAMES if n in summary):
-        family, trainer, tuning = name.split("-")
-        s, cells = summary[name], f"| {NAMES[family]} | {NAMES[trainer]} | {NAMES[tuning]} |"
-        if s["error"]:
-            why = "causal-only in TRL 1.12" if name in EXPECTED_FAILURES else "failed"
-            lines.append(f"{cells} - | cannot train ({why}: `{s['error']}`) | - | - | - | - |")
-            continue
-        stock = summary.get(f"{family}-trl-{tuning}", {"error": "not run"})
-        ratio = f"{s['pairs_per_s'] / stock['pairs_per_s']:.2f}x" if not stock["error"] else "n/a"
-        lines.append(
-            f"{cells} {s['trainable_params']:,} | {s['pairs_per_s']:.2f} | {ratio} "
-            f"| {s['median_step_pairs_per_s']:.2f} "
-            f"| {_mib(s['mem_peak'])} | +{_mib(s['mem_increase'])} |"
-        )
-    return lines
-
-
-def memory_table(summary: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown rows: MotionDPOTrainer's LoRA against full fine-tuning, per family."""
-    lines = [
-        "| policy | LoRA: training increase | full: training increase | full / LoRA | LoRA peak | full peak |"
-    ]
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for family in ("llama", "t5"):
-        lora, full = summary.get(f"{family}-ours-lora"), summary.get(f"{family}-ours-full")
-        if not lora or not full or lora["error"] or full["error"]:
-            continue
-        factor = full["mem_increase"] / max(lora["mem_increase"], 1)
-        lines.append(
-            f"| {NAMES[family]} | +{_mib(lora['mem_increase'])} | +{_mib(full['mem_increase'])} "
-            f"| {factor:.1f}x | {_mib(lora['mem_peak'])} | {_mib(full['mem_peak'])} |"
-        )
-    return lines
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -349,17 +282,24 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def header(args: argparse.Namespace, device: str, load: float) -> str:
+def header(args: argparse.Namespace, device: str, load: float, env: dict[str, str]) -> str:
     """The settings every figure of the tables depends on."""
-    env, memory_env = (
-        " ".join(f"{k}={os.environ.get(k, v)}" for k, v in e.items()) for e in (WORKER_ENV, MEMORY_ENV)
+    memory = (
+        ""
+        if torch.cuda.is_available()
+        else (
+            f" (memory from {MEMORY_STEPS}-step runs with "
+            + " ".join(f"{k}={env[k]}" for k in MEMORY_ENV)
+            + ")"
+        )
     )
-    memory = "" if torch.cuda.is_available() else f" (memory from {MEMORY_STEPS}-step runs with {memory_env})"
     return (
         f"DPO training throughput and memory{memory}: '{args.preset}' preset, codebook {CODEBOOK_SIZE}, "
-        f"sigmoid loss, batch {args.batch_size} pairs, {args.steps} timed steps after {args.warmup} "
-        f"warm-up, {args.threads} torch threads, {device}, load average {load:.2f} at start, "
-        f"{env}, median of {args.repeats} repeat(s), seed {args.seed}\n"
+        f"sigmoid loss, batch {args.batch_size} pairs, {args.steps} timed steps after {args.warmup} warm-up, "
+        f"reference log-probs precomputed in batches of {PRECOMPUTE_FACTOR * args.batch_size}, "
+        f"{args.threads} torch threads, {device}, load average {load:.2f} at start, "
+        + " ".join(f"{k}={env[k]}" for k in WORKER_ENV)
+        + f", median of {args.repeats} repeat(s), seed {args.seed}\n"
     )
 
 
@@ -373,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians reported")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", nargs="+", choices=RUN_NAMES, help="a subset of the runs (default: all)")
+    parser.add_argument("--trl028_venv", type=Path, default=trl028_venv.DEFAULT_VENV,
+                        help="trl 0.28's environment (created there if absent)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     parser.add_argument("--worker", metavar="RUN_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -390,13 +332,16 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     summary = summarise(results := run_all(args))
     env = {key: os.environ.get(key, value) for key, value in (WORKER_ENV | MEMORY_ENV).items()}
-    print(header(args, device, load))
-    print("\n".join(throughput_table(summary)))
+    print(header(args, device, load, env))
+    print("\n".join(throughput_table(summary, args.warmup + args.steps)))
+    for note in sameness_notes(summary):
+        print(note)
     if len(memory := memory_table(summary)) > 2:
         print("\nMotionDPOTrainer memory, LoRA against full fine-tuning (same policy and pairs)\n")
         print("\n".join(memory))
     if args.out:
-        settings = {**vars(args), "out": str(args.out), "device": device, "environment": env}
+        settings = {**vars(args), "out": str(args.out), "trl028_venv": str(args.trl028_venv)}
+        settings.update(device=device, environment=env)
         write_json(args.out, {"settings": settings, "summary": summary, "runs": results})
     failed = [name for name, s in summary.items() if s["error"] and name not in EXPECTED_FAILURES]
     if failed:

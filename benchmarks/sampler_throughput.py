@@ -1,15 +1,15 @@
 """The semi-online sampler's throughput (candidates/s: generate, decode, score) against naive loops, and the
 share of SoPo training time spent sampling.
 
-    python benchmarks/sampler_throughput.py [--demo outputs/demo] [--prompts 64] [--candidates 4]
-        [--batch-size 16] [--train-steps 6] [--threads N] [--out results.json]
+    python benchmarks/sampler_throughput.py [--demo outputs/demo] [--policy DIR] [--engine ours]
+        [--prompts 64] [--candidates 4] [--batch-size 16] [--train-steps 6] [--threads N] [--out results.json]
 
 Every way produces the same work for the same ``--prompts`` captions of the tokenized train split: K
 candidates per caption from the policy (temperature 1, KV cache on), each decoded by the VQ-VAE and scored
 by the retrieval reward, plus the real motion's decode, reward and similarity to each candidate (what SoPo
 needs). The ways:
 
-- ``CandidateSampler`` over batches of ``--batch-size`` prompts (ours: one ``generate`` call per batch, one
+- ``CandidateSampler`` over batches of ``--batch-size`` prompts (ours: one sampler call per batch, one
   VQ-VAE call and one reward call for all its candidates and real motions);
 - the same sampler one prompt at a time (a per-prompt loop: K samples per ``generate`` call);
 - one sample at a time (a per-sample loop, as a sampler written for one motion at a time runs: one
@@ -19,9 +19,11 @@ candidates/s = prompts x K / wall time, after one untimed warm-up batch per way.
 time is ``MotionSoPoTrainer``'s sampling seconds over its train runtime for ``--train-steps`` steps of
 SoPo-LoRA (one process, ``--batch-size`` prompts per step).
 
-With the demo's artifacts (``make demo``: policy-t5, tokenizer, retrieval, tokenized) it measures the small
-T5 the demo aligns; without them it builds untrained tiny ones in a temporary folder (a smoke run: the
-figures then say nothing about the demo).
+With the demo's artifacts (``make demo``: tokenizer, retrieval, tokenized, and a policy) it measures the
+demo's policy: ``--policy``, else ``policy-t5``, else ``policy-llama``; without them it builds untrained tiny
+ones in a temporary folder (a smoke run: the figures then say nothing about the demo). ``--engine`` picks the
+sampler that draws the candidates (``SamplingConfig.engine``): ours (:mod:`motion_align.policy.sampler`) or
+``generate`` (``model.generate``, the sampler before it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 import datasets
 import torch
 
-from motion_align.policy.generation import load_generator, record_motion_tokenizer
+from motion_align.policy.generation import ENGINES, SamplingConfig, load_generator, record_motion_tokenizer
 from motion_align.policy.lora import get_peft_config
 from motion_align.policy.model import build_policy, format_prompt, load_policy, save_policy
 from motion_align.policy.text_tokenizer import train_text_tokenizer
@@ -68,9 +70,9 @@ def tiny_artifacts(root: Path, seed: int = 0) -> dict[str, Path]:
     (root / "tokenized" / "tokenization.json").write_text(json.dumps({"codebook_size": k}))
     TextMotionRetrieval(RetrievalConfig.preset("tiny")).save_pretrained(root / "retrieval")
     tokenizer = train_text_tokenizer([format_prompt(c) for c in captions], "t5", vocab_size=300)
-    save_policy(*build_policy("t5", "tiny", tokenizer, k, dropout=0.0), root / "policy-t5")
-    record_motion_tokenizer(root / "policy-t5", str(root / "tokenizer"))
-    return {name: root / name for name in ("tokenizer", "tokenized", "retrieval", "policy-t5")}
+    save_policy(*build_policy("t5", "tiny", tokenizer, k, dropout=0.0), root / "policy")
+    record_motion_tokenizer(root / "policy", str(root / "tokenizer"))
+    return {name: root / name for name in ("tokenizer", "tokenized", "retrieval", "policy")}
 
 
 def workload(paths: dict[str, Path], prompts: int) -> tuple[list[str], list[list[int]]]:
@@ -86,12 +88,16 @@ def _timed(run: Any) -> float:
     return time.perf_counter() - start
 
 
-def measure_ways(paths: dict[str, Path], prompts: int, k: int, batch_size: int, seed: int) -> dict[str, Any]:
+def measure_ways(
+    paths: dict[str, Path], prompts: int, k: int, batch_size: int, seed: int, engine: str = "ours"
+) -> dict[str, Any]:
     """Seconds and candidates/s of each way on the same captions (one warm-up batch each, untimed)."""
-    model, tokenizer, vq = load_generator(paths["policy-t5"])
+    model, tokenizer, vq = load_generator(paths["policy"])
     reward = TextMotionRetrieval.from_pretrained(paths["retrieval"]).eval()
     captions, codes = workload(paths, prompts)
-    batched, single = CandidateSampler(tokenizer, vq, reward, k), CandidateSampler(tokenizer, vq, reward, 1)
+    sampling = SamplingConfig(engine=engine)
+    batched = CandidateSampler(tokenizer, vq, reward, k, sampling)
+    single = CandidateSampler(tokenizer, vq, reward, 1, sampling)
     stages = {"generate": 0.0, "decode": 0.0, "score": 0.0}
 
     def ours() -> None:
@@ -129,7 +135,7 @@ def measure_training_share(paths: dict[str, Path], k: int, batch_size: int, step
     """SoPo-LoRA for ``steps`` steps on one process: sampling seconds over the train runtime."""
     with tempfile.TemporaryDirectory() as out:
         config = MotionSoPoConfig(
-            model_name_or_path=str(paths["policy-t5"]), dataset_name=str(paths["tokenized"]),
+            model_name_or_path=str(paths["policy"]), dataset_name=str(paths["tokenized"]),
             reward_model=str(paths["retrieval"]), output_dir=out, num_candidates=k,
             per_device_train_batch_size=batch_size, max_steps=steps, warmup_steps=0, logging_steps=steps,
             save_strategy="no", report_to="none", disable_tqdm=True, seed=seed,
@@ -166,6 +172,10 @@ def table(result: dict[str, Any]) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo", type=Path, default=Path("outputs/demo"), help="make demo's output folder")
+    parser.add_argument(
+        "--policy", type=Path, help="the policy (default: the demo's policy-t5 or policy-llama)"
+    )
+    parser.add_argument("--engine", default="ours", choices=ENGINES, help="the sampler of the candidates")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--candidates", type=int, default=4, help="K samples per prompt")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per sampler call (and step)")
@@ -179,20 +189,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    names = ("tokenizer", "tokenized", "retrieval", "policy-t5")
+    names = ("tokenizer", "tokenized", "retrieval")
+    found = [args.demo / name for name in ("policy-t5", "policy-llama") if (args.demo / name).exists()]
+    policy = args.policy or (found[0] if found else None)
     with tempfile.TemporaryDirectory() as tmp:
-        if all((args.demo / n).exists() for n in names):
-            paths, source = {n: args.demo / n for n in names}, f"the demo's small T5 ({args.demo})"
+        if policy is not None and all((args.demo / n).exists() for n in names):
+            paths, source = {n: args.demo / n for n in names} | {"policy": policy}, f"the policy {policy}"
         else:
             paths, source = tiny_artifacts(Path(tmp), args.seed), "untrained tiny stand-ins (no demo found)"
-        result = measure_ways(paths, args.prompts, args.candidates, args.batch_size, args.seed)
+        result = measure_ways(paths, args.prompts, args.candidates, args.batch_size, args.seed, args.engine)
         if args.train_steps:
             result["training"] = measure_training_share(
                 paths, args.candidates, args.batch_size, args.train_steps, args.seed
             )
-    result.update(source=source, threads=args.threads, batch_size=args.batch_size, k=args.candidates)
+    result.update(source=source, threads=args.threads, batch_size=args.batch_size, k=args.candidates,
+                  engine=args.engine)  # fmt: skip
     print(f"# Semi-online sampler: {result['prompts']} prompts x {args.candidates} candidates, {source}, "
-          f"batches of {args.batch_size}, {args.threads} threads\n")  # fmt: skip
+          f"engine {args.engine}, batches of {args.batch_size}, {args.threads} threads\n")  # fmt: skip
     print("\n".join(table(result)))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

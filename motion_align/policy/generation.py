@@ -5,11 +5,17 @@
 :class:`motion_align.policy.vocab.MotionVocab` (every malformed generation becomes a list of problems, never
 an exception) and turns the codes into HumanML3D features with the motion tokenizer, batched.
 :func:`motion_align.policy.validity.validity_report` sums up how many generations are usable motions.
+
+Motion tokens are drawn by :mod:`motion_align.policy.sampler` (``SamplingConfig.engine="ours"``, the default:
+a KV-cached sampler that drops finished rows and applies the motion-only mask and the grammar as per-row
+state) or by ``model.generate`` with logits processors (``engine="generate"``): the same distribution, not
+the same seeded draws. Policies the sampler does not implement (neither T5 nor LLaMA) use ``generate``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,13 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
 
 from motion_align.motion.features import joints_from_features
 from motion_align.motion.skeleton import SKELETONS
 from motion_align.policy.artifacts import TRAINING_RECORD, fetch_artifact
-from motion_align.policy.model import decoder_cache, format_prompt, load_policy, policy_family
+from motion_align.policy.generate_processors import GrammarSettings, generate_motion_ids
+from motion_align.policy.model import format_prompt, load_policy, policy_family
 from motion_align.policy.prompts import template_of
+from motion_align.policy.sampler import MotionRules, sample_tokens
+from motion_align.policy.sampler_forward import unsupported_reason
 from motion_align.policy.vocab import MotionVocab
 from motion_tokenizer.checkpoint import looks_local, read_json_object
 
@@ -35,6 +43,9 @@ MIN_CODES, MAX_CODES = -(-MIN_FRAMES // FRAMES_PER_CODE), MAX_FRAMES // FRAMES_P
 MAX_MOTION_TOKENS = MAX_CODES + 3
 DEFAULT_MAX_NEW_TOKENS = MAX_MOTION_TOKENS + 8  # and some slack
 MOTION_TOKENIZER_FILE = "motion_tokenizer.json"  # {"path": ...} in a policy folder (relative to it)
+#: Samplers of motion tokens: ours (:mod:`motion_align.policy.sampler`) or transformers' ``model.generate``.
+ENGINES = ("ours", "generate")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,8 +65,13 @@ class SamplingConfig:
     #: frames), the end token, eos. Every sample is then a valid motion; off by default, so that validity
     #: reports and the evaluation measure the policy itself.
     motion_grammar: bool = False
+    #: Which sampler draws the tokens (:data:`ENGINES`): "ours" (:mod:`motion_align.policy.sampler`, the
+    #: default) or "generate" (``model.generate``); the same distribution, not the same seeded draws.
+    engine: str = "ours"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {self.engine!r}")
         if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
@@ -163,47 +179,6 @@ def decode_features(motion_tokenizer: Any, codes: list[list[int]]) -> list[np.nd
     return [features[row, : f * len(c)] if c else None for row, c in enumerate(codes)]
 
 
-class _MotionGrammar(LogitsProcessor):
-    """Allows, per row, only the tokens that keep the generation a valid motion: the start token first;
-    then codes, the end token only after ``min_codes`` codes and nothing else after ``max_codes``; then eos.
-    ``prompt_length`` leading ids of every row are not generated (T5: the decoder start; LLaMA: the
-    left-padded prompt)."""
-
-    def __init__(
-        self, ids: Sequence[int], codebook_size: int, eos: int, prompt_length: int, min_codes: int = MIN_CODES
-    ) -> None:
-        self.first_code, self.som, self.eom = ids[0], ids[codebook_size], ids[codebook_size + 1]
-        self.codebook_size, self.eos, self.prompt_length = codebook_size, eos, prompt_length
-        self.min_codes, self.max_codes = min_codes, MAX_CODES
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        generated = input_ids[:, self.prompt_length :]
-        started, ended = (generated == self.som).any(1), (generated == self.eom).any(1)
-        is_code = (generated >= self.first_code) & (generated < self.first_code + self.codebook_size)
-        codes = is_code.sum(1)
-        allowed = torch.zeros_like(scores, dtype=torch.bool)
-        allowed[:, self.som] = ~started
-        in_motion = started & ~ended
-        allowed[:, self.first_code : self.first_code + self.codebook_size] = (
-            in_motion & (codes < self.max_codes)
-        )[:, None]
-        allowed[:, self.eom] = in_motion & (codes >= self.min_codes)
-        allowed[:, self.eos] = ended
-        return scores.masked_fill(~allowed, float("-inf"))
-
-
-class _AllowedTokens(LogitsProcessor):
-    """Sets the score of every token outside ``allowed`` to -inf."""
-
-    def __init__(self, allowed: Sequence[int]) -> None:
-        self.allowed = torch.tensor(sorted(set(allowed)))
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        mask = torch.full_like(scores, float("-inf"))
-        mask[:, self.allowed.to(scores.device)] = 0.0
-        return scores + mask
-
-
 def _completion_rows(
     output: torch.Tensor, stops: Sequence[int], eos: int, pad: int | None
 ) -> list[list[int]]:
@@ -227,30 +202,35 @@ def generate_token_rows(
     fps: float | None = None,
 ) -> tuple[list[list[int]], list[Any]]:
     """Completion ids (each ending in eos) and motion decodings of ``captions``, ``num_samples`` per
-    caption, caption-major: one batched ``generate`` call with the KV cache. ``frames``: each caption's
-    asked length, for a policy trained with ``length_prompts`` (said in seconds at ``fps``, the dataset's:
-    20 when None)."""
+    caption, caption-major, drawn in one batch by ``sampling.engine`` with a KV cache. ``frames``: each
+    caption's asked length, for a policy trained with ``length_prompts`` (said in seconds at ``fps``, the
+    dataset's: 20 when None)."""
     family = policy_family(model)
     encoded = _encode_prompts(tokenizer, captions, family, frames, fps)
     inputs = {k: v.to(model.device) for k, v in encoded.items()}
     ids = vocab.ids(tokenizer)
     eos = [tokenizer.eos_token_id, ids[vocab.codebook_size + 1]]  # stop at </s> or end of motion
-    kwargs = sampling.generate_kwargs()
-    if sampling.motion_grammar:
-        prompt_length = 1 if family == "t5" else inputs["input_ids"].shape[1]
-        shortest = next((sk.min_frames for sk in SKELETONS.values() if sk.fps == fps), MIN_FRAMES)  # KIT: 24
-        grammar = _MotionGrammar(ids, vocab.codebook_size, tokenizer.eos_token_id, prompt_length,
-                                 -(-shortest // FRAMES_PER_CODE))  # fmt: skip
-        kwargs["logits_processor"] = LogitsProcessorList([grammar])
-    elif sampling.motion_only:  # codes, start and end of motion, eos; never the mask token or text
-        kwargs["logits_processor"] = LogitsProcessorList(
-            [_AllowedTokens([*ids[: vocab.codebook_size + 2], *eos])]
-        )
-    if kwargs["use_cache"]:
-        kwargs.update(decoder_cache(model))
-    output = model.generate(**inputs, **kwargs, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-    # T5 rows start with the decoder start token; LLaMA rows with the (left padded) prompt
-    output = output[:, 1:] if family == "t5" else output[:, inputs["input_ids"].shape[1] :]
+    shortest = next((sk.min_frames for sk in SKELETONS.values() if sk.fps == fps), MIN_FRAMES)  # KIT: 24
+    min_codes = -(-shortest // FRAMES_PER_CODE)
+    engine = sampling.engine
+    if engine == "ours" and (reason := unsupported_reason(model)) is not None:
+        logger.warning("the motion sampler cannot run this policy (%s): sampling with model.generate", reason)
+        engine = "generate"
+    if engine == "ours":
+        columns = None
+        if sampling.motion_grammar or sampling.motion_only:  # codes, start and end of motion, eos
+            columns = sorted({*ids[: vocab.codebook_size + 2], tokenizer.eos_token_id})
+        rules = None
+        if sampling.motion_grammar:
+            rules = MotionRules(columns, ids[0], vocab.codebook_size, tokenizer.eos_token_id, min_codes,
+                                MAX_CODES, model.device)  # fmt: skip
+        output = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], sampling, eos,
+                               tokenizer.pad_token_id, columns, rules).ids  # fmt: skip
+    else:
+        grammar = GrammarSettings(ids, vocab.codebook_size, tokenizer.eos_token_id, min_codes, MAX_CODES)
+        kwargs = sampling.generate_kwargs()
+        output = generate_motion_ids(model, inputs, kwargs, grammar, eos, tokenizer.pad_token_id,
+                                     sampling.motion_grammar, sampling.motion_only)  # fmt: skip
     output = output.cpu()
     rows = _completion_rows(output, eos, tokenizer.eos_token_id, tokenizer.pad_token_id)
     return rows, vocab.batch_decode(output, tokenizer)

@@ -5,10 +5,11 @@ A policy is a Hugging Face model plus its text tokenizer, whose vocabulary carri
 The vocabulary is added once, by :func:`build_policy`; every later stage loads a saved policy with
 :func:`load_policy`, which checks that tokenizer and embeddings agree.
 
-Presets (:data:`PRESETS`): ``tiny`` (tests), ``small`` (the CPU demo), both built from a config with a locally
-trained tokenizer (:mod:`motion_align.policy.text_tokenizer`); ``base`` loads ``google/flan-t5-base`` (as
-MotionGPT) for T5 and needs an explicit Hub id or path for LLaMA. Any other preset string is read as a Hub id
-or local path of a pretrained checkpoint.
+Presets (:data:`PRESETS`): ``tiny`` (tests), ``small`` (the CPU demo), and the GPU benchmarks'
+``base-sized`` (T5, Flan-T5-base's shape) and ``1b-sized`` (LLaMA, TinyLlama-1.1B's shape), all built from a
+config with a locally trained tokenizer (:mod:`motion_align.policy.text_tokenizer`); ``base`` loads
+``google/flan-t5-base`` (as MotionGPT) for T5 and needs an explicit Hub id or path for LLaMA. Any other
+preset string is read as a Hub id or local path of a pretrained checkpoint.
 
 Motion-token embedding rows: a model built from a config is created with the full vocabulary, so every
 row (text and motion) gets the model's own initialisation; a pretrained model is resized with
@@ -64,11 +65,23 @@ PRESETS: dict[str, dict[str, dict[str, Any] | str | None]] = {
         "tiny": dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4),
         "small": dict(d_model=256, d_kv=32, d_ff=512, num_layers=4, num_decoder_layers=4, num_heads=8),
         "base": "google/flan-t5-base",
+        # Flan-T5-base's shape (248M parameters with its 32k vocabulary), from a config: GPU benchmarks
+        "base-sized": dict(
+            d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12
+        ),
     },
     "llama": {
         "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
         "small": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8),
         "base": None,  # no default: the user names a checkpoint
+        # TinyLlama-1.1B's shape (grouped-query attention: 4 key/value heads), from a config: GPU benchmarks
+        "1b-sized": dict(
+            hidden_size=2048,
+            intermediate_size=5632,
+            num_hidden_layers=22,
+            num_attention_heads=32,
+            num_key_value_heads=4,
+        ),
     },
 }
 # Shared by every preset built from a config. T5: Flan-T5's gated GELU and its untied LM head (see

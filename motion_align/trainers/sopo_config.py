@@ -61,6 +61,9 @@ class MotionSoPoConfig(MotionDPOConfig):
     preferred_source: str = field(
         default="dataset", metadata={"help": "dataset (SoPo) or policy (online DPO: best vs worst sample)."}
     )
+    precompute_ref_log_probs: bool | None = field(
+        default=False, metadata={"help": "Off: the unpreferred motions are sampled online."}
+    )
     sampling_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     sampling_top_k: int | None = field(default=None, metadata={"help": "Top-k sampling (unset: off)."})
     sampling_top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (1: off)."})

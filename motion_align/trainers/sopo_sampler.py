@@ -4,8 +4,9 @@ choice of each prompt's pair from them (SoPo's semi-online pairs, or online DPO'
 SoPo (Tan et al. 2024, arXiv 2412.05095) pairs a real motion of the dataset (preferred) with the worst
 of K samples of the current policy (unpreferred), as scored by a text-motion retrieval model, and uses
 the unpreferred sample only when its reward is below a threshold tau. :class:`CandidateSampler` draws the
-K candidates of a whole batch of prompts in one ``generate`` call (KV cache on), decodes every candidate
-and the real motions in one VQ-VAE call, and scores them in one call of the reward model.
+K candidates of a whole batch of prompts in one sampler call (:mod:`motion_align.policy.sampler`, each
+caption's prompt read once), decodes every candidate and the real motions in one VQ-VAE call, and scores
+them in one call of the reward model.
 :func:`select_pairs` turns the scores into pairs; it is a pure function of arrays.
 
 A candidate that is not a usable motion (a decoding problem, or not 40 to 196 frames) scores

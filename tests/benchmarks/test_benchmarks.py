@@ -1,4 +1,5 @@
-"""benchmarks/dpo_throughput.py at its smallest settings: what one run measures, the tables, the script."""
+"""benchmarks/dpo_throughput.py at its smallest settings: what one run measures, the tables, the script, the
+export for trl 0.28 (and, where its environment exists, a run of it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,11 @@ from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "dpo_throughput.py"
 TINY = dict(preset="tiny", batch_size=2, steps=2, warmup=1, seed=0)
+
+
+def bench_venv_ready() -> bool:
+    """Whether trl 0.28's side environment was created here (by a run of the benchmark)."""
+    return (Path.home() / ".cache/motion-align/bench-venvs/trl028/motion-align-pins.json").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +47,7 @@ def test_a_run_times_its_steps_and_counts_what_trains(bench, results):
         assert run["error"] is None and len(run["step_s"]) == 2 and all(s > 0 for s in run["step_s"])
         assert run["pairs_per_s"] == pytest.approx(2 * 2 / sum(run["step_s"]))
         assert run["memory_kind"] == "rss" and run["mem_peak"] >= run["mem_before"] > 0
+        assert run["cpu_pairs_per_s"] > 0  # this process's CPU seconds over the timed steps
     captions, _ = bench.preference_rows(1, 0)
     tokenizer = bench.train_text_tokenizer(captions, "llama", vocab_size=bench.TEXT_VOCAB_SIZE)
     model, _ = bench.build_policy("llama", "tiny", tokenizer, bench.CODEBOOK_SIZE)
@@ -63,9 +71,10 @@ def test_pairs_have_the_requested_shape(bench):
 
 def test_tables_compare_trainers_and_fine_tuning(bench, results):
     summary = bench.summarise(results)
-    rows = bench.throughput_table(summary)
+    rows = bench.throughput_table(summary, 3)
     assert rows[0].startswith("| policy | trainer |") and len(rows) == 2 + 3
-    t5 = next(r for r in rows if r.startswith("| T5 | stock trl.DPOTrainer | LoRA |"))
+    assert "pairs/s amortised over 3 steps" in rows[0] and "reference precompute s" in rows[0]
+    t5 = next(r for r in rows if r.startswith("| T5 | stock trl.DPOTrainer 1.12 | LoRA |"))
     assert "cannot train (causal-only in TRL 1.12" in t5 and "input_ids" in t5
     full = next(r for r in rows if r.startswith("| LLaMA | MotionDPOTrainer | full |"))
     cells = [c.strip() for c in full.strip("|").split("|")]
@@ -91,6 +100,78 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     assert run["error"] is None and len(run["step_s"]) == 2 and len(memory["step_s"]) == 3
     assert f"| {run['pairs_per_s']:.2f} | n/a |" in rows[0]
     assert rows[0].endswith(f"| +{memory['mem_increase'] / 2**20:,.0f} MiB |")
+
+
+def test_precomputation_is_timed_apart_and_amortised_over_an_epoch(bench, results):
+    lora = results["time"]["llama-ours-lora"][0]
+    assert lora["reference_s"] > 0 and 0 <= lora["reference_cached_s"] < lora["reference_s"]
+    epoch = lora["warmup"] + lora["steps"]
+    expected = (
+        lora["batch_size"] * epoch / (epoch * sum(lora["step_s"]) / len(lora["step_s"]) + lora["reference_s"])
+    )
+    assert bench.summarise(results)["llama-ours-lora"]["amortised_pairs_per_s"] == pytest.approx(expected)
+    assert len(lora["reference_probe"]) == 2 and len(lora["reference_probe"][0]) == min(bench.PROBE_PAIRS, 6)
+
+
+def test_baseline_ratios_and_the_sameness_note(bench, results):
+    summary = bench.summarise(results)
+    ours = summary["llama-ours-lora"]
+    half = {key: ours[key] / 2 for key in ("pairs_per_s", "amortised_pairs_per_s", "cpu_pairs_per_s")}
+    shifted = [[v + 5e-4 for v in values] for values in ours["reference_probe"]]
+    summary["llama-trl-lora"] = {**ours, **half, "reference_probe": shifted, "versions": {"trl": "x"}}
+    row = next(
+        r for r in bench.throughput_table(summary, 3) if r.startswith("| LLaMA | MotionDPOTrainer | LoRA")
+    )
+    assert row.count("| 2.00x |") == 3  # timed, per CPU-second and amortised, against the stock row
+    (note,) = bench.sameness_notes(summary)
+    assert (
+        note.startswith("LLaMA: reference log-probs of the first 6 pairs")
+        and "largest difference 5.00e-04" in note
+    )
+    assert "12 of 12 within 0.001" in note
+    spec = dict(TINY, threads=1, family="t5", trainer="trl028", tuning="lora")
+    side_error = bench.run_worker(spec, side={"error": "RuntimeError: pip install failed"})
+    failed = bench.summarise({"time": {"t5-trl028-lora": [side_error]}, "memory": {}})
+    row = bench.throughput_table(failed, 3)[2]
+    assert row.startswith("| T5 | trl 0.28 DPOTrainer | LoRA | - | cannot train (trl 0.28: `RuntimeError")
+
+
+def test_trl028_export_holds_the_run_s_model_pairs_and_lora(bench, tmp_path):
+    from safetensors.torch import load_file
+
+    spec = dict(TINY, threads=1, family="t5", trainer="trl028", tuning="lora")
+    folder = bench.export_trl028_run(spec, tmp_path / "run")
+    model, tokenizer, peft, rows = bench.policy_and_pairs(spec)
+    saved = load_file(folder / "model" / "model.safetensors")
+    assert all(
+        torch.equal(saved[name], tensor) for name, tensor in model.state_dict().items() if name in saved
+    )
+    assert "lm_head.weight" in saved and not torch.equal(saved["lm_head.weight"], saved["shared.weight"])
+    pairs = json.loads((folder / "pairs.json").read_text())
+    assert [p["prompt"] for p in pairs] == [
+        r["prompt"] + tokenizer.eos_token for r in rows
+    ]  # T5's closing </s>
+    run = json.loads((folder / "run.json").read_text())
+    assert run["lora"]["trainable_token_indices"] == {
+        k: list(v) for k, v in peft.trainable_token_indices.items()
+    }
+    assert run["steps"] == 2 and run["precompute_batch_size"] == bench.PRECOMPUTE_FACTOR * 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not bench_venv_ready(), reason="trl 0.28's environment is not on this machine")
+def test_trl028_worker_trains_the_exported_t5_and_scores_what_ours_scores(bench, results, tmp_path):
+    spec = dict(TINY, threads=1, family="t5", trainer="trl028", tuning="lora")
+    side = {"python": bench.trl028_venv.venv_python(bench.trl028_venv.DEFAULT_VENV), "root": tmp_path}
+    theirs = bench.run_worker(spec, side=side)
+    ours = bench.measure({**spec, "trainer": "ours"})
+    assert theirs["error"] is None and theirs["versions"]["trl"] == "0.28.0" and len(theirs["step_s"]) == 2
+    assert theirs["reference_s"] > 0 and theirs["trainable_params"] == ours["trainable_params"]
+    # The same model on the same ids, but trl 0.28's encoder-decoder path rolls its per-token log-probs as for
+    # a causal model and drops the first column: a completion that fills its batch's width loses its last
+    # token's log-prob (a negative number), so its value is higher; the others agree.
+    gaps = torch.tensor(theirs["reference_probe"]) - torch.tensor(ours["reference_probe"])
+    assert (gaps.abs() < 1e-3).sum() >= gaps.numel() // 2 and bool((gaps > -1e-3).all())
 
 
 def test_bad_settings_are_refused(bench, capsys):

@@ -278,13 +278,18 @@ def test_a_t5_with_a_deeper_decoder_samples_as_without_the_cache(motion_tokenize
     save_policy(type(model)(config), tokenizer, tmp_path / "deep")
     model, tokenizer = build_policy("t5", str(tmp_path / "deep"), tokenizer, K)
     assert (model.config.num_layers, len(model.decoder.block)) == (2, 3)
-    sampling = SamplingConfig(seed=0, num_samples=2, max_new_tokens=12)
+    sampling = SamplingConfig(seed=0, num_samples=2, max_new_tokens=12, engine="generate")
     cached = generate_motions(model.eval(), tokenizer, motion_tokenizer, CAPTIONS, sampling)
     uncached = {**sampling.generate_kwargs(), "use_cache": False}
-    monkeypatch.setattr(SamplingConfig, "generate_kwargs", lambda self: dict(uncached))
-    plain = generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, sampling)
+    with monkeypatch.context() as patch:
+        patch.setattr(SamplingConfig, "generate_kwargs", lambda self: dict(uncached))
+        plain = generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, sampling)
     assert [m.codes for m in cached] == [m.codes for m in plain]
     assert len({tuple(m.codes) for m in cached}) > 1
+    # the motion sampler runs the deeper decoder too, picking generate's greedy tokens
+    greedy = [replace(GREEDY, max_new_tokens=12, engine=engine) for engine in ("ours", "generate")]
+    ours, theirs = (generate_motions(model, tokenizer, motion_tokenizer, CAPTIONS, g) for g in greedy)
+    assert [m.codes for m in ours] == [m.codes for m in theirs]
 
 
 def test_mismatched_codebooks_are_refused(motion_tokenizer):

@@ -229,7 +229,8 @@ def test_lora_trains_motion_rows_and_references_the_untouched_base(policies, tmp
 
 
 def test_full_finetuning_references_a_frozen_copy(policies, tmp_path):
-    trainer = trainer_for(policies, "t5", tmp_path, lora=False, learning_rate=1e-3)
+    live = dict(precompute_ref_log_probs=False)  # the reference run at every step (precomputed: no copy kept)
+    trainer = trainer_for(policies, "t5", tmp_path, lora=False, learning_rate=1e-3, **live)
     assert trainer.ref_model is not None and not any(p.requires_grad for p in trainer.ref_model.parameters())
     batch = first_batch(trainer)
     with torch.no_grad():
@@ -256,6 +257,7 @@ def test_neftune_noise_stays_out_of_the_reference(policies, tmp_path):
 def test_precomputed_reference_gives_the_same_loss(policies, tmp_path):
     live = trainer_for(policies, "t5", tmp_path)
     pre = trainer_for(policies, "t5", tmp_path / "pre", precompute_ref_log_probs=True)
+    pre.precompute_reference_logps()  # train() would: the reference may still be set up after construction
     assert "ref_chosen_logps" in pre.train_dataset.column_names
     batch = first_batch(pre)
     with torch.no_grad():

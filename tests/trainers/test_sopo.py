@@ -171,7 +171,7 @@ def test_sopo_lora_steps_train_on_sampled_unpreferred_motions(artifacts, tmp_pat
     base = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" not in n}
     torch.manual_seed(1)
     batch = trainer._semi_online_batch(trainer.model, examples(trainer), "train")
-    chosen, rejected = batch["completion_ids" if family == "t5" else "input_ids"].chunk(2)
+    chosen, rejected = batch["completion_ids"].chunk(2)  # both families: prompts once, completions stacked
     assert not torch.equal(chosen, rejected)  # the unpreferred motions are the policy's samples
     assert batch["use_rejected"].dtype == torch.bool and (batch["preferred_weight"] >= 1).all()
     trainer.train()
