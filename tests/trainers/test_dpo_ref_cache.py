@@ -200,7 +200,7 @@ policy, data, cache, out = sys.argv[1:5]  # then "train" or "precompute"
 model, tokenizer = load_policy(policy)
 args = MotionDPOConfig(output_dir=out + "/run", per_device_train_batch_size=2, precompute_ref_batch_size=2,
                        max_steps=2, use_cpu=True, report_to="none", save_strategy="no",
-                       ref_logps_cache_dir=cache)
+                       ref_logps_cache_dir=cache, length_groups=4)
 trainer = MotionDPOTrainer(model, args=args, train_dataset=Dataset.from_list(json.loads(open(data).read())),
                            processing_class=tokenizer, peft_config=get_peft_config(model, tokenizer))
 calls = []
