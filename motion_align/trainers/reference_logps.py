@@ -183,7 +183,19 @@ def compute_reference_logps(
     trainer: Any, dataset: Dataset, batch_size: int, order: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference log-probs (N,) of the chosen and rejected completions, in the dataset's order, from batches
-    of ``batch_size`` pairs taken in ``order``; each process computes its shard."""
+    of ``batch_size`` pairs taken in ``order``; each process computes its shard.
+
+    Leaves torch's random state as it found it (iterating a DataLoader draws its base seed from it): a run
+    that computes the values and one that reads them from the cache then train with the same dropout masks
+    and sampling draws, and a resumed run matches an uninterrupted one."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        return _compute(trainer, dataset, batch_size, order)
+
+
+def _compute(
+    trainer: Any, dataset: Dataset, batch_size: int, order: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
     ordered = dataset.select_columns(list(PAIR_TOKEN_COLUMNS)).select(order)
     loader = DataLoader(
         ordered,

@@ -105,6 +105,17 @@ def test_precomputed_values_are_the_adapter_free_base_and_a_second_run_reads_the
     assert torch.equal(columns(uncached), values) and not (tmp_path / "unused").exists()
 
 
+def test_computing_or_reading_the_values_leaves_the_random_state_as_it_was(policies, tmp_path):
+    """A run that computes the values and one that reads them train with the same random draws (the
+    precomputation's DataLoader draws a seed): a resumed run must match an uninterrupted one."""
+    for source in ("computed", "read"):
+        trainer = make_trainer(policies, "llama", tmp_path / "cache")
+        torch.manual_seed(7)
+        trainer.precompute_reference_logps()
+        assert torch.equal(torch.get_rng_state(), torch.manual_seed(7).get_state()), source
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1  # the second one read it
+
+
 def test_the_key_follows_the_reference_and_the_pairs_not_the_trained_adapter(policies, tmp_path):
     cache = tmp_path / "cache"
     make_trainer(policies, "llama", cache).precompute_reference_logps()
