@@ -34,11 +34,6 @@ import torch
 from motion_align.policy.sampler_forward import cached_decoder
 
 NEG_INF = float("-inf")
-#: Steps of at most this many rows run on one CPU thread (torch's setting is put back after the call). A small
-#: step's GEMMs gain nothing from a second thread and pay for waking it: on the demo LLaMA (2 cores, quiet), a
-#: step of 1 row took 1.6 ms on one thread against 3.4 ms on two with ``OMP_WAIT_POLICY=PASSIVE`` (2.6 ms
-#: spinning), 4 rows 2.9 against 5.5 (2.9) ms, 16 rows 5.0 against 6.1 (4.3) ms.
-SINGLE_THREAD_ROWS = 8
 #: Finished rows leave the batch (the cache is compacted) once they are this share of it, or one row. A
 #: compaction copies the live rows' cache; carrying a finished row costs its share of every GEMM and
 #: attention read. Measured on the demo LLaMA at 256 rows (tokens/s against generate's, one busy run):
@@ -165,38 +160,30 @@ def sample_tokens(
         raise ValueError("columns must be ascending vocabulary ids without repeats")
     stops = torch.as_tensor(sorted(set(stop_ids)), device=device)
     steps = sampling.max_new_tokens
-    threads = torch.get_num_threads()
-    try:
-        if device.type == "cpu" and input_ids.shape[0] * sampling.num_samples <= SINGLE_THREAD_ROWS:
-            torch.set_num_threads(1)  # the prefill of so few rows too
-        decoder = cached_decoder(model, input_ids, attention_mask, sampling.num_samples, steps, index)
-        out = torch.full((decoder.rows, steps), pad_id, dtype=torch.long, device=device)
-        live = decoder.order.clone()  # the output row of each batch row
-        alive = torch.ones(decoder.rows, dtype=torch.bool, device=device)  # not stopped yet
-        state = torch.zeros(decoder.rows, dtype=torch.long, device=device) if rules is not None else None
-        scores = decoder.first()
-        counts: list[int] = []
-        for step in range(steps):
-            if rules is not None:
-                scores = rules.mask(scores, state)
-            column = choose(scores, sampling)
-            token = column if index is None else index[column]
-            out[live[alive], step] = token[alive]
-            counts.append(decoder.rows)
-            alive &= ~torch.isin(token, stops)
-            remaining = int(alive.sum())
-            if remaining == 0 or step == steps - 1:
-                return SampledTokens(out[:, : step + 1], counts)
-            if rules is not None:
-                state = rules.advance(state, column)
-            if decoder.rows - remaining >= max(1, int(decoder.rows * COMPACT_SHARE)):
-                keep = alive.nonzero().squeeze(1)
-                live, token, alive = live[keep], token[keep], alive[keep]
-                state = None if state is None else state[keep]
-                decoder.keep(keep)
-            if device.type == "cpu" and decoder.rows <= SINGLE_THREAD_ROWS and torch.get_num_threads() > 1:
-                torch.set_num_threads(1)
-            scores = decoder.step(token)
-    finally:
-        torch.set_num_threads(threads)
+    decoder = cached_decoder(model, input_ids, attention_mask, sampling.num_samples, steps, index)
+    out = torch.full((decoder.rows, steps), pad_id, dtype=torch.long, device=device)
+    live = decoder.order.clone()  # the output row of each batch row
+    alive = torch.ones(decoder.rows, dtype=torch.bool, device=device)  # not stopped yet
+    state = torch.zeros(decoder.rows, dtype=torch.long, device=device) if rules is not None else None
+    scores = decoder.first()
+    counts: list[int] = []
+    for step in range(steps):
+        if rules is not None:
+            scores = rules.mask(scores, state)
+        column = choose(scores, sampling)
+        token = column if index is None else index[column]
+        out[live[alive], step] = token[alive]
+        counts.append(decoder.rows)
+        alive &= ~torch.isin(token, stops)
+        remaining = int(alive.sum())
+        if remaining == 0 or step == steps - 1:
+            return SampledTokens(out[:, : step + 1], counts)
+        if rules is not None:
+            state = rules.advance(state, column)
+        if decoder.rows - remaining >= max(1, int(decoder.rows * COMPACT_SHARE)):
+            keep = alive.nonzero().squeeze(1)
+            live, token, alive = live[keep], token[keep], alive[keep]
+            state = None if state is None else state[keep]
+            decoder.keep(keep)
+        scores = decoder.step(token)
     raise AssertionError("unreachable: the loop returns at its last step")

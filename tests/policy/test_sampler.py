@@ -343,28 +343,6 @@ def test_seeds_reproduce_samples(family, fitted):
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
-def test_small_batches_sample_on_one_thread_and_put_the_setting_back(fitted, monkeypatch):
-    model, tokenizer = fitted["llama"]
-    vocab = MotionVocab.from_tokenizer(tokenizer)
-    seen = []
-    original = model.model.embed_tokens.forward
-    monkeypatch.setattr(
-        model.model.embed_tokens, "forward", lambda ids: seen.append(torch.get_num_threads()) or original(ids)
-    )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        generate_token_rows(model, tokenizer, vocab, CAPTIONS[:2], replace(GREEDY, max_new_tokens=4))
-        assert torch.get_num_threads() == 2 and set(seen) == {1}  # 2 rows: prefill and steps on one thread
-        seen.clear()
-        generate_token_rows(
-            model, tokenizer, vocab, CAPTIONS, replace(GREEDY, num_samples=2, max_new_tokens=4)
-        )
-        assert torch.get_num_threads() == 2 and seen[0] == 2  # 12 rows: the prefill on two
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_engine_is_checked_and_other_architectures_use_generate(caplog):
     with pytest.raises(ValueError, match="engine must be one of 'ours', 'generate'"):
         SamplingConfig(engine="fast")
